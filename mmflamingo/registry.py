@@ -21,14 +21,12 @@ from mmpretrain.registry import OPTIMIZERS as MMPRETRAIN_OPTIMIZERS
 from mmpretrain.registry import PARAM_SCHEDULERS as MMPRETRAIN_PARAM_SCHEDULERS
 from mmpretrain.registry import RUNNERS as MMPRETRAIN_RUNNERS
 from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
-from mmpretrain.registry import VISBACKENDS as MMPRETRAIN_VISBACKENDS
-from mmpretrain.registry import VISUALIZERS as MMPRETRAIN_VISUALIZERS
 
 __all__ = [
     'RUNNERS', 'LOOPS', 'HOOKS', 'LOG_PROCESSORS', 'OPTIMIZERS',
     'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS',
     'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS', 'MODEL_WRAPPERS',
-    'METRICS', 'EVALUATORS', 'VISUALIZERS', 'VISBACKENDS'
+    'METRICS', 'EVALUATORS'
 ]
 
 
@@ -61,7 +59,3 @@ MODEL_WRAPPERS = _child('model_wrapper', MMPRETRAIN_MODEL_WRAPPERS,
 METRICS = _child('metric', MMPRETRAIN_METRICS, 'mmflamingo.evaluation')
 EVALUATORS = _child('evaluator', MMPRETRAIN_EVALUATORS,
                     'mmflamingo.evaluation')
-VISUALIZERS = _child('visualizer', MMPRETRAIN_VISUALIZERS,
-                     'mmflamingo.visualization')
-VISBACKENDS = _child('vis_backend', MMPRETRAIN_VISBACKENDS,
-                     'mmflamingo.visualization')
