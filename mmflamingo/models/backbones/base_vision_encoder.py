@@ -1,0 +1,132 @@
+"""The frozen vision encoder shared by every Flamingo backbone."""
+from abc import ABCMeta, abstractmethod
+
+import torch
+from mmengine.model import BaseModule
+from torch import nn
+
+__all__ = ['BaseVisionEncoder']
+
+DTYPES = {
+    'float32': torch.float32,
+    'bfloat16': torch.bfloat16,
+    'float16': torch.float16,
+}
+
+
+class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
+    """Base class of the frozen vision encoders of Flamingo.
+
+    Flamingo never trains its vision encoder. This class owns what every
+    encoder shares: it maps media ``(B, N, T, C, H, W)`` (``N`` media per
+    sample, ``T`` frames per medium: ``T == 1`` for images, ``T > 1`` for
+    video) to visual tokens ``(B, N, T, P, D)``, keeps the wrapped model
+    frozen and in eval mode, and optionally stores its weights in a low
+    precision dtype. Subclasses build the pretrained model and implement
+    :meth:`encode`.
+
+    The output is always float32, whatever ``dtype`` the weights are stored
+    in, because the trained modules downstream (the perceiver resampler)
+    keep their weights in float32.
+
+    Args:
+        encoder (nn.Module): The pretrained vision model to wrap.
+        num_layers (int): Number of transformer blocks of ``encoder``.
+        embed_dims (int): Dimension ``D`` of the visual tokens.
+        num_patches (int): Number of patch tokens of an image of the size
+            the encoder was trained on.
+        out_layer (int): Index of the transformer block whose output is
+            returned; negative indexes count from the end, so -1 is the
+            last block and -2 the penultimate one. Defaults to -1.
+        final_norm (bool): Whether to apply the encoder's final LayerNorm to
+            the tokens. OpenFlamingo uses the tokens before it.
+            Defaults to False.
+        with_cls (bool): Whether to keep the CLS token in front of the patch
+            tokens, so that ``P == num_patches + 1``; otherwise
+            ``P == num_patches``. Defaults to False.
+        dtype (str): Storage dtype of the weights: ``'float32'``,
+            ``'bfloat16'`` or ``'float16'``. Inputs are cast to it.
+            Defaults to ``'float32'``.
+    """
+
+    def __init__(self,
+                 encoder: nn.Module,
+                 num_layers: int,
+                 embed_dims: int,
+                 num_patches: int,
+                 out_layer: int = -1,
+                 final_norm: bool = False,
+                 with_cls: bool = False,
+                 dtype: str = 'float32') -> None:
+        super().__init__()
+        if dtype not in DTYPES:
+            raise ValueError(f'dtype must be one of {sorted(DTYPES)}, '
+                             f'got {dtype!r}')
+        if not -num_layers <= out_layer < num_layers:
+            raise ValueError(f'out_layer={out_layer} is out of range for an '
+                             f'encoder with {num_layers} layers')
+        self.num_layers = num_layers
+        self.embed_dims = embed_dims
+        self.num_patches = num_patches
+        # Non-negative index of the block whose output is returned.
+        self.out_layer = out_layer % num_layers
+        self.final_norm = final_norm
+        self.with_cls = with_cls
+        self.dtype = DTYPES[dtype]
+
+        self.encoder = encoder.to(self.dtype)
+        self.encoder.requires_grad_(False)
+        self.train(False)
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode a batch of images into tokens.
+
+        Args:
+            images (torch.Tensor): Images ``(B', C, H, W)`` in the weights'
+                dtype.
+
+        Returns:
+            torch.Tensor: The CLS token followed by the patch tokens output
+            by block ``self.out_layer``, with the final LayerNorm applied if
+            ``self.final_norm``: ``(B', 1 + num_patches, D)``.
+        """
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode media into visual tokens.
+
+        Args:
+            images (torch.Tensor): Media ``(B, N, T, C, H, W)``.
+
+        Returns:
+            torch.Tensor: Float32 visual tokens ``(B, N, T, P, D)``.
+        """
+        if images.dim() != 6:
+            raise ValueError('images must have shape (B, N, T, C, H, W), '
+                             f'got {tuple(images.shape)}')
+        B, N, T = images.shape[:3]
+        with torch.no_grad():
+            # (B, N, T, C, H, W) -> (B * N * T, C, H, W)
+            images = images.flatten(0, 2).to(self.dtype)
+            # (B * N * T, C, H, W) -> (B * N * T, 1 + P, D)
+            tokens = self.encode(images)
+        if not self.with_cls:
+            tokens = tokens[:, 1:]
+        # (B * N * T, P, D) -> (B, N, T, P, D)
+        return tokens.float().reshape(B, N, T, *tokens.shape[1:])
+
+    def train(self, mode: bool = True) -> 'BaseVisionEncoder':
+        """Keep the encoder in eval mode whatever ``mode`` says.
+
+        Dropout and stochastic depth of a frozen encoder must stay off while
+        the rest of Flamingo trains.
+        """
+        return super().train(False)
+
+    def init_weights(self) -> None:
+        """Do nothing: the weights come from the pretrained checkpoint.
+
+        ``BaseModule.init_weights`` would recurse into the wrapped model's
+        own ``init_weights`` (for Hugging Face models: re-initialise and tie
+        weights) and overwrite the pretrained weights.
+        """

@@ -1,0 +1,252 @@
+"""The Flamingo algorithm: vision encoder -> Perceiver Resampler -> gated LM.
+"""
+from typing import Dict, List, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from mmpretrain.structures import DataSample
+
+from mmflamingo.registry import MODELS
+from .utils import (add_flamingo_tokens, build_labels, build_tokenizer,
+                    load_flamingo_checkpoint)
+
+
+@MODELS.register_module()
+class Flamingo(BaseModel):
+    """Flamingo (Alayrac et al., 2022) on any Hugging Face causal LM.
+
+    Data flow: ``images (B, N, T, C, H, W)`` -> backbone (frozen) ->
+    ``(B, N, T, P, Dv)`` -> neck (Perceiver Resampler) -> ``(B, N, L, Dv)``
+    visual tokens -> head (frozen LM with GATED XATTN-DENSE blocks), which
+    reads the text of each data sample (``data_sample.text``) with
+    ``<image>`` marking where each medium appears.
+
+    Args:
+        backbone (dict): Vision encoder config (``HFCLIPVisionEncoder``...).
+        neck (dict): Perceiver config. ``dim`` defaults to the backbone's
+            ``embed_dims``.
+        head (dict): :class:`FlamingoLMHead` config, without ``tokens`` and
+            ``dim_visual`` (filled in here).
+        tokenizer (dict): ``pretrained`` (local directory) plus
+            ``AutoTokenizer.from_pretrained`` kwargs.
+        task (str): What :meth:`predict` writes: ``'caption'`` ->
+            ``pred_caption``, ``'vqa'`` -> ``pred_answer``. Defaults to
+            ``'caption'``.
+        generation_cfg (dict, optional): Default ``generate`` kwargs, e.g.
+            ``dict(num_beams=3, max_new_tokens=20, length_penalty=0.0)``.
+        max_text_length (int, optional): Truncate training text to this many
+            tokens. Defaults to None.
+        checkpoint (str, optional): A Flamingo checkpoint (trained weights,
+            e.g. converted from OpenFlamingo) loaded after building.
+        data_preprocessor (dict, optional): Defaults to
+            ``FlamingoDataPreprocessor``.
+        init_cfg (dict, optional): mmengine initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 tokenizer: dict,
+                 task: str = 'caption',
+                 generation_cfg: Optional[dict] = None,
+                 max_text_length: Optional[int] = None,
+                 checkpoint: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='FlamingoDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if task not in ('caption', 'vqa'):
+            raise ValueError(f'task must be "caption" or "vqa", got {task!r}')
+        self.task = task
+        self.generation_cfg = dict(generation_cfg or {})
+        self.max_text_length = max_text_length
+
+        self.tokenizer = build_tokenizer(
+            **tokenizer, field='model.tokenizer')
+        self.tokens = add_flamingo_tokens(self.tokenizer)
+        self.backbone = MODELS.build(backbone)
+        neck = dict(neck)
+        neck.setdefault('dim', self.backbone.embed_dims)
+        self.neck = MODELS.build(neck)
+        self.head = MODELS.build(
+            head, default_args=dict(tokens=self.tokens, dim_visual=neck['dim']))
+        self._log_trainable_parameters()
+        if checkpoint is not None:
+            load_flamingo_checkpoint(self, checkpoint)
+
+    def _log_trainable_parameters(self) -> None:
+        """Log the trainable parameter count by part."""
+        parts = {
+            'vision encoder': self.backbone.parameters(),
+            'perceiver': self.neck.parameters(),
+            'cross-attention': self.head.xattn_blocks.parameters(),
+            'language model': self.head.lm.parameters(),
+        }
+        counts = {
+            name: sum(p.numel() for p in params if p.requires_grad)
+            for name, params in parts.items()
+        }
+        frozen = sum(p.numel() for p in self.parameters()
+                     if not p.requires_grad)
+        MMLogger.get_current_instance().info(
+            'Flamingo trainable parameters: ' +
+            ', '.join(f'{name} {n:,}' for name, n in counts.items()) +
+            f' (language model: new token rows only); total '
+            f'{sum(counts.values()):,}; frozen {frozen:,}')
+
+    # --------------------------------------------------------------- inputs
+    def extract_media(self, images: Optional[torch.Tensor]
+                      ) -> Optional[torch.Tensor]:
+        """``(B, N, T, C, H, W)`` images -> ``(B, N, L, D)`` visual tokens.
+
+        Each image and video is encoded once, whatever follows (beams,
+        candidate continuations).
+        """
+        if images is None or images.shape[1] == 0:
+            return None
+        features = self.backbone(images)  # (B, N, T, P, Dv)
+        return self.neck(features)  # (B, N, L, Dv)
+
+    def _tokenize(self, texts: List[str], padding_side: str,
+                  truncate: bool = False) -> Dict[str, torch.Tensor]:
+        encoded = self.tokenizer(
+            texts,
+            padding='longest',
+            padding_side=padding_side,
+            truncation=truncate and self.max_text_length is not None,
+            max_length=self.max_text_length if truncate else None,
+            return_tensors='pt')
+        return {k: v.to(self.data_preprocessor.device)
+                for k, v in encoded.items()}
+
+    def _num_media(self, data_samples: List[DataSample],
+                   input_ids: torch.Tensor) -> torch.Tensor:
+        """Images per sample; checks no text names more than it has."""
+        counts = torch.tensor(
+            [s.get('num_media', 0) for s in data_samples],
+            device=input_ids.device)
+        markers = (input_ids == self.tokens.media).sum(-1)
+        for i in torch.nonzero(markers > counts).flatten().tolist():
+            raise ValueError(
+                f'sample {i} ({data_samples[i].get("img_path", "no path")}) '
+                f'has {int(markers[i])} <image> markers but '
+                f'{int(counts[i])} images')
+        return counts
+
+    # ---------------------------------------------------------------- modes
+    def forward(self,
+                images: Optional[torch.Tensor],
+                data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor'):
+        """mmengine's entry: ``mode`` is ``'loss'``, ``'predict'``,
+        ``'score'`` or ``'tensor'``."""
+        if mode == 'loss':
+            return self.loss(images, data_samples)
+        if mode == 'predict':
+            return self.predict(images, data_samples)
+        if mode == 'score':
+            return self.score(images, data_samples)
+        if mode == 'tensor':
+            return self._forward_text(images, data_samples, 'right').logits
+        raise RuntimeError(f'invalid mode "{mode}"')
+
+    def _forward_text(self, images, data_samples, padding_side: str):
+        text = self._tokenize([s.text for s in data_samples],
+                              padding_side,
+                              truncate=True)
+        num_media = self._num_media(data_samples, text['input_ids'])
+        out = self.head(
+            text['input_ids'],
+            text['attention_mask'],
+            self.extract_media(images),
+            num_media=num_media)
+        out.input_ids, out.attention_mask = (text['input_ids'],
+                                             text['attention_mask'])
+        return out
+
+    def loss(self, images: Optional[torch.Tensor],
+             data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
+        """Next-token loss over ``data_sample.text`` (OpenFlamingo's labels).
+        """
+        out = self._forward_text(images, data_samples, 'right')
+        labels = build_labels(out.input_ids, out.attention_mask,
+                              self.tokens.media, self.tokens.end_of_chunk)
+        loss = F.cross_entropy(
+            out.logits[:, :-1].flatten(0, 1).float(),
+            labels[:, 1:].flatten(),
+            ignore_index=-100)
+        return dict(loss=loss)
+
+    @torch.no_grad()
+    def predict(self,
+                images: Optional[torch.Tensor],
+                data_samples: List[DataSample],
+                **generation_cfg) -> List[DataSample]:
+        """Generate after each sample's prompt (``data_sample.text``).
+
+        Prompts are left-padded into one batch; beams share their sample's
+        visual tokens. Generation stops at ``<|endofchunk|>``.
+
+        Returns:
+            list[DataSample]: with ``pred_caption`` or ``pred_answer``.
+        """
+        cfg = {**self.generation_cfg, **generation_cfg}
+        prompt = self._tokenize([s.text for s in data_samples], 'left')
+        num_media = self._num_media(data_samples, prompt['input_ids'])
+        generated = self.head.generate(prompt['input_ids'],
+                                       prompt['attention_mask'],
+                                       self.extract_media(images),
+                                       num_media=num_media,
+                                       **cfg)
+        new_tokens = generated[:, prompt['input_ids'].shape[1]:]
+        texts = self.tokenizer.batch_decode(
+            new_tokens, skip_special_tokens=True)
+        field = 'pred_caption' if self.task == 'caption' else 'pred_answer'
+        for sample, text in zip(data_samples, texts):
+            sample.set_field(text.strip(), field)
+        return data_samples
+
+    @torch.no_grad()
+    def score(self, images: Optional[torch.Tensor],
+              data_samples: List[DataSample]) -> List[DataSample]:
+        """Log-likelihood of each ``data_sample.candidates`` after its prompt.
+
+        Every sample needs the same number of candidates. Each prompt and its
+        images are encoded once and its KV cache is shared by the candidates.
+
+        Returns:
+            list[DataSample]: with ``pred_scores``, a ``(C, )`` tensor of
+            summed log-probabilities.
+        """
+        prompt = self._tokenize([s.text for s in data_samples], 'left')
+        num_media = self._num_media(data_samples, prompt['input_ids'])
+        candidates = [list(s.candidates) for s in data_samples]
+        num_cont = {len(c) for c in candidates}
+        if len(num_cont) != 1:
+            raise ValueError('every sample of a batch needs the same number '
+                             f'of candidates, got {sorted(num_cont)}')
+        flat = [c for cands in candidates for c in cands]
+        cont = self.tokenizer(
+            flat,
+            add_special_tokens=False,
+            padding='longest',
+            padding_side='right',
+            return_tensors='pt').to(self.data_preprocessor.device)
+        shape = (len(data_samples), num_cont.pop(), -1)
+        scores = self.head.score(
+            prompt['input_ids'],
+            prompt['attention_mask'],
+            self.extract_media(images),
+            cont['input_ids'].view(shape),
+            cont['attention_mask'].view(shape),
+            num_media=num_media)
+        for sample, sample_scores in zip(data_samples, scores):
+            sample.set_field(sample_scores.cpu(), 'pred_scores')
+        return data_samples

@@ -1,0 +1,3 @@
+from .flamingo_lm_head import FlamingoLMHead
+
+__all__ = ['FlamingoLMHead']

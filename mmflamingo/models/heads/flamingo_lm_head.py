@@ -1,0 +1,342 @@
+"""The gated XATTN language model: any HF causal LM plus GATED XATTN-DENSE."""
+import contextlib
+import inspect
+from dataclasses import dataclass
+from functools import partial
+from typing import Dict, Iterator, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import nn
+
+from mmflamingo.registry import MODELS
+from ..layers import ExtendedEmbedding, ExtendedLMHead, GatedCrossAttentionBlock
+from ..utils import (FlamingoTokens, build_causal_lm, find_decoder_layers,
+                     lm_hidden_size)
+
+KVPair = Tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class _VisualInputs:
+    """What the cross-attention layers see during one call of the head.
+
+    Built by :meth:`FlamingoLMHead.visual_inputs` from explicit arguments and
+    dropped when that call returns: no visual state outlives a call.
+    """
+    media_kv: Optional[Dict[str, KVPair]]  # per layer, (B, H, N * L, Dh)
+    prompt_media_counts: torch.Tensor  # (B, P + 1): images among first j
+    num_media: torch.Tensor  # (B, ) images available per sample
+    num_latents: int
+    media_index: Optional[torch.Tensor] = None  # (B * K, S), per LM call
+
+
+@MODELS.register_module()
+class FlamingoLMHead(BaseModule):
+    """A frozen causal LM with GATED XATTN-DENSE blocks before chosen layers.
+
+    The LM's decoder layers are found generically, and a forward pre-hook on
+    each chosen layer applies its :class:`GatedCrossAttentionBlock` to the
+    hidden states entering it, so the LM keeps its own modules, parameter
+    names and caching; LLaMA, Mistral, Qwen2, OPT, GPT-2, GPT-NeoX, MPT, Phi
+    and Gemma all work unchanged.
+
+    The tokenizer's new tokens get trainable rows of their own
+    (:class:`ExtendedEmbedding`, :class:`ExtendedLMHead`); the rest of the LM
+    is frozen.
+
+    Args:
+        lm (dict): How to build the LM: ``pretrained`` (local directory) or
+            ``config`` (dict with ``model_type``), plus optional
+            ``torch_dtype`` and ``trust_remote_code``.
+        tokens (FlamingoTokens): Ids of the Flamingo tokens (given by
+            :class:`Flamingo`, which owns the tokenizer).
+        dim_visual (int): Feature size of the visual tokens.
+        cross_attn_every_n_layers (int): Insert a block every n layers.
+            Defaults to 1.
+        xattn_placement (str): ``'openflamingo'``: before layer i when
+            ``(i + 1) % n == 0``; ``'paper'``: when ``i % n == 0`` (from
+            layer 0). Defaults to ``'openflamingo'``.
+        only_attend_last_media (bool): Each token sees only the most recent
+            preceding image; False: all preceding images. Defaults to True.
+        xattn_cfg (dict, optional): ``dim_head``, ``heads``, ``ff_mult``,
+            ``act`` of the blocks. Defaults to OpenFlamingo's (64, 8, 4,
+            ``'gelu'``).
+        decoder_layers_attr (str, optional): Dotted path of the decoder
+            layers, if they cannot be found automatically.
+        init_cfg (dict, optional): mmengine initialisation config.
+    """
+
+    def __init__(self,
+                 lm: dict,
+                 tokens: FlamingoTokens,
+                 dim_visual: int,
+                 cross_attn_every_n_layers: int = 1,
+                 xattn_placement: str = 'openflamingo',
+                 only_attend_last_media: bool = True,
+                 xattn_cfg: Optional[dict] = None,
+                 decoder_layers_attr: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if xattn_placement not in ('openflamingo', 'paper'):
+            raise ValueError('xattn_placement must be "openflamingo" or '
+                             f'"paper", got {xattn_placement!r}')
+        self.tokens = tokens
+        self.lm = build_causal_lm(**lm, field='model.head.lm')
+        self.lm.requires_grad_(False)
+        self._extend_vocabulary()
+
+        _, layers = find_decoder_layers(self.lm, decoder_layers_attr)
+        offset = 1 if xattn_placement == 'openflamingo' else 0
+        xattn_cfg = dict(xattn_cfg or {})
+        self.xattn_layers = [
+            i for i in range(len(layers))
+            if (i + offset) % cross_attn_every_n_layers == 0
+        ]
+        self.xattn_blocks = nn.ModuleDict({
+            str(i): GatedCrossAttentionBlock(
+                lm_hidden_size(self.lm),
+                dim_visual,
+                only_attend_last_media=only_attend_last_media,
+                **xattn_cfg)
+            for i in self.xattn_layers
+        })
+        for i in self.xattn_layers:
+            layers[i].register_forward_pre_hook(
+                partial(self._cross_attend, str(i)), with_kwargs=True)
+        self.lm.register_forward_pre_hook(
+            self._locate_media, with_kwargs=True)
+        self._visual: Optional[_VisualInputs] = None
+        self._lm_takes_position_ids = 'position_ids' in inspect.signature(
+            self.lm.forward).parameters
+
+    def _extend_vocabulary(self) -> None:
+        """Give the new tokens trainable input (and output) rows."""
+        lm, tokens = self.lm, self.tokens
+        old_in, old_out = lm.get_input_embeddings(), lm.get_output_embeddings()
+        tied = old_out is not None and old_out.weight is old_in.weight
+        embedding = ExtendedEmbedding(old_in, tokens.num_base, tokens.num_new)
+        lm.set_input_embeddings(embedding)
+        if old_out is not None:
+            lm.set_output_embeddings(ExtendedLMHead(old_out, embedding, tied))
+        lm.config.vocab_size = embedding.num_embeddings
+
+    def init_weights(self) -> None:
+        """Keep the LM's weights: only the blocks are new, and they are
+        initialised when built (the gates at 0)."""
+
+    # ---------------------------------------------------------------- calls
+    @contextlib.contextmanager
+    def visual_inputs(self, media: Optional[torch.Tensor],
+                      prompt_ids: torch.Tensor,
+                      num_media: Optional[torch.Tensor] = None
+                      ) -> Iterator[None]:
+        """Make ``media`` visible to the cross-attention during the block.
+
+        The media keys and values are projected once here, for every layer,
+        and reused by every LM call inside the block (all decode steps and
+        beams of a generation).
+
+        Args:
+            media (Tensor, optional): ``(B, N, L, Dv)`` visual tokens, or
+                None for text only.
+            prompt_ids (Tensor): ``(B, P)`` ids of the first LM call; later
+                calls continue it (with a KV cache) or repeat it with new
+                tokens appended (without one).
+            num_media (Tensor, optional): ``(B, )`` real images per sample
+                when ``media`` is padded. Defaults to N for every sample.
+        """
+        if self._visual is not None:
+            raise RuntimeError('FlamingoLMHead calls cannot be nested')
+        batch = prompt_ids.shape[0]
+        if media is None:
+            media_kv, num_latents = None, 1
+            num_media = prompt_ids.new_zeros(batch)
+        else:
+            if media.dim() != 4 or media.shape[0] != batch:
+                raise ValueError(
+                    f'media must be (B={batch}, N, L, D), got '
+                    f'{tuple(media.shape)}')
+            num_latents = media.shape[2]
+            media_kv = {
+                name: block.project_media(media.to(block.ff_gate.dtype))
+                for name, block in self.xattn_blocks.items()
+            }
+            if num_media is None:
+                num_media = prompt_ids.new_full((batch, ), media.shape[1])
+        is_media = (prompt_ids == self.tokens.media).long()
+        counts = F.pad(is_media.cumsum(-1), (1, 0))  # (B, P + 1)
+        self._visual = _VisualInputs(media_kv, counts, num_media.long(),
+                                     num_latents)
+        try:
+            yield
+        finally:
+            self._visual = None
+
+    def _locate_media(self, lm, args, kwargs):
+        """LM pre-hook: which image each token of this call may see."""
+        visual = self._visual
+        if visual is None:
+            raise RuntimeError(
+                'the Flamingo LM was called outside FlamingoLMHead.'
+                'visual_inputs(); use FlamingoLMHead.forward/generate/score')
+        input_ids = kwargs.get('input_ids', args[0] if args else None)
+        rows, seq = input_ids.shape
+        batch = visual.num_media.shape[0]
+        if rows % batch:
+            raise ValueError(f'{rows} LM rows cannot share the media of '
+                             f'{batch} samples')
+        per_sample = rows // batch
+        # tokens already in the KV cache: the attention mask covers them too
+        attention_mask = kwargs.get('attention_mask')
+        past = attention_mask.shape[1] - seq if attention_mask is not None \
+            else 0
+        prompt_len = visual.prompt_media_counts.shape[1] - 1
+        prior = visual.prompt_media_counts[:, min(past, prompt_len)]
+        index = prior.repeat_interleave(per_sample)[:, None] + (
+            input_ids == self.tokens.media).long().cumsum(-1)
+        # an <image> with no image behind it has nothing to show
+        limit = visual.num_media.repeat_interleave(per_sample)[:, None]
+        visual.media_index = torch.minimum(index, limit)
+
+    def _cross_attend(self, name, layer, args, kwargs):
+        """Decoder-layer pre-hook: GATED XATTN-DENSE on its input."""
+        visual, block = self._visual, self.xattn_blocks[name]
+        in_kwargs = 'hidden_states' in kwargs
+        hidden = kwargs['hidden_states'] if in_kwargs else args[0]
+        x = hidden.to(block.ff_gate.dtype)
+        if visual.media_kv is None:
+            x = x + block.ff_gate.tanh() * block.ff(x)
+        else:
+            x = block(x, visual.media_kv[name], visual.media_index,
+                      visual.num_latents)
+        x = x.to(hidden.dtype)
+        if in_kwargs:
+            return args, {**kwargs, 'hidden_states': x}
+        return (x, *args[1:]), kwargs
+
+    def _lm_kwargs(self, input_ids, attention_mask, past_key_values,
+                   use_cache) -> dict:
+        kwargs = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            return_dict=True)
+        if self._lm_takes_position_ids:
+            # left padding: count positions from each row's first real token
+            positions = attention_mask.long().cumsum(-1) - 1
+            kwargs['position_ids'] = positions[:, -input_ids.shape[1]:].clamp(
+                min=0)
+        return kwargs
+
+    def forward(self,
+                input_ids: torch.Tensor,
+                attention_mask: torch.Tensor,
+                media: Optional[torch.Tensor],
+                num_media: Optional[torch.Tensor] = None,
+                past_key_values=None,
+                use_cache: bool = False):
+        """Run the LM on text interleaved with ``media``.
+
+        Args:
+            input_ids (Tensor): ``(B, S)``.
+            attention_mask (Tensor): ``(B, S)`` (``(B, past + S)`` with a
+                cache).
+            media (Tensor, optional): ``(B, N, L, Dv)`` visual tokens.
+            num_media (Tensor, optional): ``(B, )`` real images per sample.
+            past_key_values: The LM's KV cache from an earlier call. The
+                ``<image>`` tokens it holds must be counted by the caller:
+                use :meth:`score` for prompt caching.
+            use_cache (bool): Return the KV cache.
+
+        Returns:
+            ``transformers.modeling_outputs.CausalLMOutputWithPast``.
+        """
+        with self.visual_inputs(media, input_ids, num_media):
+            return self.lm(**self._lm_kwargs(input_ids, attention_mask,
+                                             past_key_values, use_cache))
+
+    @torch.no_grad()
+    def generate(self,
+                 input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor,
+                 media: Optional[torch.Tensor],
+                 num_media: Optional[torch.Tensor] = None,
+                 **generate_kwargs) -> torch.Tensor:
+        """Generate with ``transformers``' ``generate``, seeing ``media``.
+
+        Beams (and returned sequences) of a sample share its projected media
+        keys and values: nothing visual is repeated per beam.
+
+        Args:
+            input_ids (Tensor): ``(B, P)`` left-padded prompts.
+            attention_mask (Tensor): ``(B, P)``.
+            media (Tensor, optional): ``(B, N, L, Dv)`` visual tokens.
+            num_media (Tensor, optional): ``(B, )`` real images per sample.
+            **generate_kwargs: Passed to ``generate`` (``num_beams``,
+                ``max_new_tokens``, ``eos_token_id``, ...).
+
+        Returns:
+            Tensor: ``(B * num_return_sequences, P + new)`` token ids.
+        """
+        generate_kwargs.setdefault('pad_token_id', self.tokens.pad)
+        generate_kwargs.setdefault('eos_token_id', self.tokens.end_of_chunk)
+        # an <image> token generated without an image has nothing to show
+        generate_kwargs.setdefault('suppress_tokens', [self.tokens.media])
+        with self.visual_inputs(media, input_ids, num_media):
+            return self.lm.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                **generate_kwargs)
+
+    @torch.no_grad()
+    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              media: Optional[torch.Tensor], continuation_ids: torch.Tensor,
+              continuation_mask: torch.Tensor,
+              num_media: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Log-likelihood of continuations after a prompt, prompt cached.
+
+        The prompt runs once; its KV cache is repeated for the C
+        continuations of each sample, which then run in one call.
+
+        Args:
+            input_ids (Tensor): ``(B, P)`` left-padded prompts.
+            attention_mask (Tensor): ``(B, P)``.
+            media (Tensor, optional): ``(B, N, L, Dv)`` visual tokens.
+            continuation_ids (Tensor): ``(B, C, Lc)`` right-padded.
+            continuation_mask (Tensor): ``(B, C, Lc)``.
+            num_media (Tensor, optional): ``(B, )`` real images per sample.
+
+        Returns:
+            Tensor: ``(B, C)`` summed log-probabilities of the continuations.
+        """
+        batch, num_cont, cont_len = continuation_ids.shape
+        with self.visual_inputs(media, input_ids, num_media):
+            prompt = self.lm(**self._lm_kwargs(input_ids, attention_mask,
+                                               None, True))
+            cache = _repeat_cache(prompt.past_key_values, num_cont)
+            flat_ids = continuation_ids.flatten(0, 1)  # (B * C, Lc)
+            flat_mask = continuation_mask.flatten(0, 1)
+            full_mask = torch.cat(
+                (attention_mask.repeat_interleave(num_cont, 0), flat_mask),
+                dim=1)
+            out = self.lm(**self._lm_kwargs(flat_ids, full_mask, cache, True))
+        # the prompt's last logits predict each continuation's first token
+        first = prompt.logits[:, -1:].repeat_interleave(num_cont, 0)
+        logits = torch.cat((first, out.logits[:, :-1]), dim=1).float()
+        logprobs = logits.log_softmax(-1).gather(
+            -1, flat_ids[..., None])[..., 0]
+        logprobs = (logprobs * flat_mask).sum(-1)
+        return logprobs.view(batch, num_cont)
+
+
+def _repeat_cache(cache, repeats: int):
+    """Repeat each row of a KV cache ``repeats`` times (sample-major)."""
+    if hasattr(cache, 'batch_repeat_interleave'):
+        cache.batch_repeat_interleave(repeats)
+        return cache
+    return tuple(
+        tuple(t.repeat_interleave(repeats, 0) for t in layer)
+        for layer in cache)

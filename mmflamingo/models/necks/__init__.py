@@ -1,0 +1,3 @@
+from .perceiver_resampler import PerceiverResampler
+
+__all__ = ['PerceiverResampler']

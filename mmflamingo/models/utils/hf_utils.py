@@ -1,0 +1,170 @@
+"""Building Hugging Face language models and tokenizers from configs, offline.
+
+Pretrained weights are always read from local directories: a missing path is
+an error that names the config field, never a download.
+"""
+import os.path as osp
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+MEDIA_TOKEN = '<image>'
+END_OF_CHUNK_TOKEN = '<|endofchunk|>'
+PAD_TOKEN = '<PAD>'
+
+_DTYPES = {
+    'float32': torch.float32,
+    'bfloat16': torch.bfloat16,
+    'float16': torch.float16
+}
+
+
+def to_torch_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
+    """``'bfloat16'`` -> ``torch.bfloat16``; ``None`` -> ``torch.float32``."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f'dtype must be one of {sorted(_DTYPES)}, '
+                         f'got {dtype!r}')
+    return _DTYPES[dtype]
+
+
+def check_local_dir(path: str, field: str) -> str:
+    """Raise a FileNotFoundError naming ``field`` unless ``path`` is a dir."""
+    if not isinstance(path, str) or not osp.isdir(path):
+        raise FileNotFoundError(
+            f'{field}: {path!r} is not a local directory. mmflamingo never '
+            'downloads weights: point it at a directory saved with '
+            '`save_pretrained`.')
+    return path
+
+
+def build_causal_lm(pretrained: Optional[str] = None,
+                    config: Optional[dict] = None,
+                    torch_dtype: Union[str, torch.dtype, None] = None,
+                    trust_remote_code: bool = False,
+                    field: str = 'lm') -> nn.Module:
+    """Build a ``transformers`` causal LM from a local directory or a config.
+
+    Args:
+        pretrained (str, optional): Local directory of a saved model.
+        config (dict, optional): ``model_type`` plus config kwargs, to build
+            a randomly initialised model (tests, tiny recipes).
+        torch_dtype (str | torch.dtype, optional): Storage dtype.
+        trust_remote_code (bool): Allow modelling code shipped inside the
+            local directory (MPT-1B of OpenFlamingo-3B, for instance).
+        field (str): Config field named in errors.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+    if (pretrained is None) == (config is None):
+        raise ValueError(f'{field}: give exactly one of `pretrained` (a local '
+                         'directory) and `config` (a dict with model_type)')
+    dtype = to_torch_dtype(torch_dtype)
+    if pretrained is not None:
+        check_local_dir(pretrained, f'{field}.pretrained')
+        return AutoModelForCausalLM.from_pretrained(
+            pretrained,
+            local_files_only=True,
+            torch_dtype=dtype,
+            trust_remote_code=trust_remote_code)
+    config = dict(config)
+    if 'model_type' not in config:
+        raise KeyError(f'{field}.config needs a `model_type`, e.g. "llama"')
+    hf_config = AutoConfig.for_model(config.pop('model_type'), **config)
+    return AutoModelForCausalLM.from_config(
+        hf_config, torch_dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+@dataclass
+class FlamingoTokens:
+    """Ids of the tokens Flamingo adds, and the vocabulary size before them.
+    """
+    media: int
+    end_of_chunk: int
+    pad: int
+    num_base: int
+    num_new: int
+
+
+def build_tokenizer(pretrained: str, field: str = 'tokenizer', **kwargs):
+    """Load a tokenizer from a local directory (``AutoTokenizer``)."""
+    from transformers import AutoTokenizer
+    check_local_dir(pretrained, f'{field}.pretrained')
+    return AutoTokenizer.from_pretrained(
+        pretrained, local_files_only=True, **kwargs)
+
+
+def add_flamingo_tokens(tokenizer) -> FlamingoTokens:
+    """Add ``<|endofchunk|>``, ``<image>`` (and ``<PAD>``) as OpenFlamingo.
+
+    The order matters for checkpoint compatibility: OpenFlamingo appends
+    ``<|endofchunk|>`` then ``<image>``, then a pad token if none exists.
+    Calling it twice adds nothing the second time.
+    """
+    vocab = tokenizer.get_vocab()
+    if MEDIA_TOKEN in vocab and END_OF_CHUNK_TOKEN in vocab:
+        num_base = min(vocab[MEDIA_TOKEN], vocab[END_OF_CHUNK_TOKEN])
+    else:
+        num_base = len(tokenizer)
+        tokenizer.add_special_tokens(
+            {'additional_special_tokens': [END_OF_CHUNK_TOKEN, MEDIA_TOKEN]})
+        if tokenizer.pad_token is None:
+            tokenizer.add_special_tokens({'pad_token': PAD_TOKEN})
+    return FlamingoTokens(
+        media=tokenizer.convert_tokens_to_ids(MEDIA_TOKEN),
+        end_of_chunk=tokenizer.convert_tokens_to_ids(END_OF_CHUNK_TOKEN),
+        pad=tokenizer.pad_token_id,
+        num_base=num_base,
+        num_new=len(tokenizer) - num_base)
+
+
+def get_attr_path(obj, path: str):
+    """``get_attr_path(m, 'model.layers')`` is ``m.model.layers``."""
+    for name in path.split('.'):
+        obj = getattr(obj, name)
+    return obj
+
+
+def find_decoder_layers(lm: nn.Module,
+                        attr_path: Optional[str] = None
+                        ) -> Tuple[str, nn.ModuleList]:
+    """Find the ``nn.ModuleList`` of decoder layers of any causal LM.
+
+    It is the module list whose length is the config's number of layers
+    (``num_hidden_layers``, which every ``transformers`` config maps to its
+    own name: ``n_layer``, ``n_layers``, ...).
+
+    Args:
+        lm (nn.Module): The causal LM.
+        attr_path (str, optional): Dotted path to the list, to override the
+            search (e.g. ``'model.decoder.layers'``).
+
+    Returns:
+        tuple[str, nn.ModuleList]: Its dotted path and the list.
+    """
+    if attr_path is not None:
+        layers = get_attr_path(lm, attr_path)
+        if not isinstance(layers, nn.ModuleList):
+            raise TypeError(f'decoder_layers_attr {attr_path!r} is a '
+                            f'{type(layers).__name__}, not an nn.ModuleList')
+        return attr_path, layers
+    num_layers = getattr(lm.config, 'num_hidden_layers', None)
+    found = [(name, module) for name, module in lm.named_modules()
+             if isinstance(module, nn.ModuleList) and len(module) == num_layers
+             and len(module) > 0]
+    if len(found) != 1:
+        names = [name for name, _ in found]
+        raise ValueError(
+            f'cannot tell the decoder layers of {type(lm).__name__} '
+            f'(config has {num_layers} layers; candidates: {names}); set '
+            '`decoder_layers_attr` in the head config')
+    return found[0]
+
+
+def lm_hidden_size(lm: nn.Module) -> int:
+    """Hidden size of the decoder layers (``d_model``, ``n_embd``, ...)."""
+    return lm.config.hidden_size
