@@ -35,6 +35,7 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
         embed_dims (int): Dimension ``D`` of the visual tokens.
         num_patches (int): Number of patch tokens of an image of the size
             the encoder was trained on.
+        image_size (int): Height and width of the images it expects.
         out_layer (int): Index of the transformer block whose output is
             returned; negative indexes count from the end, so -1 is the
             last block and -2 the penultimate one. Defaults to -1.
@@ -54,6 +55,7 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
                  num_layers: int,
                  embed_dims: int,
                  num_patches: int,
+                 image_size: int,
                  out_layer: int = -1,
                  final_norm: bool = False,
                  with_cls: bool = False,
@@ -68,6 +70,8 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
         self.num_layers = num_layers
         self.embed_dims = embed_dims
         self.num_patches = num_patches
+        # square input resolution the encoder expects (pipelines read it)
+        self.image_size = image_size
         # Non-negative index of the block whose output is returned.
         self.out_layer = out_layer % num_layers
         self.final_norm = final_norm

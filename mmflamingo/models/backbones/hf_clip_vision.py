@@ -70,6 +70,7 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
             num_layers=clip_config.num_hidden_layers,
             embed_dims=clip_config.hidden_size,
             num_patches=(clip_config.image_size // clip_config.patch_size)**2,
+            image_size=clip_config.image_size,
             out_layer=out_layer,
             final_norm=final_norm,
             with_cls=with_cls,
@@ -85,7 +86,7 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
             pretrained, local_files_only=True, output_loading_info=True)
         if loading_info['missing_keys']:
             raise RuntimeError(f'{pretrained} lacks weights for '
-                           f'{sorted(loading_info["missing_keys"])}')
+                               f'{sorted(loading_info["missing_keys"])}')
         return clip
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,7 @@ class MMPretrainViTEncoder(BaseVisionEncoder):
             num_layers=model.num_layers,
             embed_dims=model.embed_dims,
             num_patches=model.patch_resolution[0] * model.patch_resolution[1],
+            image_size=model.img_size[0],
             out_layer=out_layer,
             final_norm=final_norm,
             with_cls=with_cls,
