@@ -286,6 +286,15 @@ class FlamingoLMHead(BaseModule):
         # an <image> token generated without an image has nothing to show
         generate_kwargs.setdefault('suppress_tokens', [self.tokens.media])
         with self.visual_inputs(media, input_ids, num_media):
+            if generate_kwargs.get('use_cache', True) and input_ids.shape[1] > 1:
+                # ``generate`` would run the prompt once per beam; run it
+                # once per sample instead and give every beam a copy of the
+                # cache. The last prompt token is left for ``generate``.
+                prefill = self.lm(**self._lm_kwargs(
+                    input_ids[:, :-1], attention_mask[:, :-1], None, True))
+                rows = _rows_per_sample(generate_kwargs)
+                generate_kwargs['past_key_values'] = _repeat_cache(
+                    prefill.past_key_values, rows)
             return self.lm.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -330,6 +339,14 @@ class FlamingoLMHead(BaseModule):
             -1, flat_ids[..., None])[..., 0]
         logprobs = (logprobs * flat_mask).sum(-1)
         return logprobs.view(batch, num_cont)
+
+
+def _rows_per_sample(generate_kwargs: dict) -> int:
+    """How many rows ``generate`` makes of each prompt."""
+    num_beams = generate_kwargs.get('num_beams', 1)
+    if num_beams > 1:
+        return num_beams
+    return generate_kwargs.get('num_return_sequences', 1)
 
 
 def _repeat_cache(cache, repeats: int):
