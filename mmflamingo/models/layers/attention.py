@@ -127,26 +127,54 @@ class MaskedCrossAttention(nn.Module):
         Returns:
             Tensor: ``(B * K, S, D)``; zero for tokens that follow no image.
         """
-        k, v = media_kv
-        batch, rows, seq = k.shape[0], x.shape[0], x.shape[1]
-        per_sample = rows // batch
-        q = self.to_q(self.norm(x))
-        # group the K rows of a sample so that they share its keys/values:
-        # (B * K, S, H * Dh) -> (B, H, K * S, Dh)
-        q = _split_heads(q.reshape(batch, per_sample * seq, -1), self.heads)
+        bias = self.attention_bias(media_index, media_kv[0].shape[0],
+                                   media_kv[0].shape[2], num_latents,
+                                   x.dtype)
+        return self.attend(x, media_kv, bias, media_index > 0)
 
-        text_index = media_index.reshape(batch, 1, per_sample * seq, 1)
+    def attention_bias(self, media_index: torch.Tensor, batch: int,
+                       num_keys: int, num_latents: int,
+                       dtype: torch.dtype) -> torch.Tensor:
+        """The additive mask of :meth:`attend`, shared by all layers.
+
+        Returns:
+            Tensor: ``(B, 1, K * S, N * L)``: 0 where a token may see a
+            visual token, the dtype's minimum elsewhere.
+        """
+        # (B * K, S) -> (B, 1, K * S, 1)
+        text_index = media_index.reshape(batch, 1, -1, 1)
         key_index = torch.arange(
-            k.shape[2], device=x.device) // num_latents + 1  # (N * L, )
+            num_keys, device=media_index.device) // num_latents + 1
         if self.only_attend_last_media:
             visible = text_index == key_index
         else:
             visible = (text_index >= key_index) & (text_index > 0)
-        # a finite bias keeps rows with no visible image free of NaNs; those
-        # rows are zeroed below
-        bias = torch.zeros(visible.shape, dtype=q.dtype, device=q.device)
-        bias.masked_fill_(~visible, torch.finfo(q.dtype).min)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        out = _merge_heads(out) * (text_index[:, 0] > 0).to(out.dtype)
-        # (B, K * S, H * Dh) -> (B * K, S, D)
-        return self.to_out(out.reshape(rows, seq, -1))
+        # a finite minimum keeps rows with no visible image free of NaNs;
+        # :meth:`attend` zeroes those rows
+        bias = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+        return bias.masked_fill_(~visible, torch.finfo(dtype).min)
+
+    def attend(self, x: torch.Tensor, media_kv: Tuple[torch.Tensor,
+                                                       torch.Tensor],
+               bias: torch.Tensor, has_media: torch.Tensor) -> torch.Tensor:
+        """Attend given the mask from :meth:`attention_bias`.
+
+        Args:
+            x (Tensor): ``(B * K, S, D)`` text features.
+            media_kv (tuple[Tensor, Tensor]): Each ``(B, H, N * L, Dh)``.
+            bias (Tensor): ``(B, 1, K * S, N * L)``.
+            has_media (Tensor): ``(B * K, S)`` bool, False for tokens that
+                follow no image (their output is zero).
+        """
+        k, v = media_kv
+        batch, rows, seq = k.shape[0], x.shape[0], x.shape[1]
+        q = self.to_q(self.norm(x))
+        # group the K rows of a sample so that they share its keys/values:
+        # (B * K, S, H * Dh) -> (B, H, K * S, Dh)
+        q = _split_heads(q.reshape(batch, rows // batch * seq, -1),
+                         self.heads)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype))
+        # (B, H, K * S, Dh) -> (B * K, S, H * Dh)
+        out = _merge_heads(out).reshape(rows, seq, -1)
+        return self.to_out(out * has_media[..., None].to(out.dtype))

@@ -56,6 +56,16 @@ class GatedCrossAttentionBlock(nn.Module):
                 media_index: torch.Tensor, num_latents: int) -> torch.Tensor:
         """Apply the block; arguments as :meth:`MaskedCrossAttention.forward`.
         """
-        x = x + self.attn_gate.tanh() * self.attn(x, media_kv, media_index,
-                                                   num_latents)
+        bias = self.attn.attention_bias(media_index, media_kv[0].shape[0],
+                                        media_kv[0].shape[2], num_latents,
+                                        x.dtype)
+        return self.gated(x, media_kv, bias, media_index > 0)
+
+    def gated(self, x: torch.Tensor, media_kv: Tuple[torch.Tensor,
+                                                      torch.Tensor],
+              bias: torch.Tensor, has_media: torch.Tensor) -> torch.Tensor:
+        """Apply the block given a precomputed attention mask (see
+        :meth:`MaskedCrossAttention.attend`)."""
+        x = x + self.attn_gate.tanh() * self.attn.attend(
+            x, media_kv, bias, has_media)
         return x + self.ff_gate.tanh() * self.ff(x)

@@ -1,0 +1,411 @@
+"""The Flamingo algorithm end to end, on a tiny LLaMA with the gates open."""
+import pytest
+import torch
+from mmengine.optim import OptimWrapper
+
+from mmflamingo.models.data_preprocessor import CLIP_MEAN, CLIP_STD
+from mmflamingo.models.utils import build_labels
+
+IMAGE = '<image>'
+EOC = '<|endofchunk|>'
+
+# hand-annotated: each piece of text and the image its tokens see
+PIECES_3_IMAGES = [
+    ('a cat ', 0),
+    (IMAGE, 1),
+    ('a photo of a red circle.' + EOC, 1),
+    (IMAGE, 2),
+    ('a blue square' + EOC, 2),
+    (IMAGE, 3),
+    ('two yellow stars', 3),
+]
+PIECES_1_IMAGE = [
+    ('Question: what colour? ', 0),
+    (IMAGE, 1),
+    ('Short answer:', 1),
+]
+
+
+def join(pieces):
+    return ''.join(text for text, _ in pieces)
+
+
+def images_for(num_media, num_frames=1, seed=0, batch=1):
+    """Normalised-looking float images ``(B, N, T, 3, 32, 32)``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(
+        batch, num_media, num_frames, 3, 32, 32, generator=generator)
+
+
+@pytest.fixture(scope='module')
+def model(build_flamingo):
+    """Gates open: the text sees the images from the first layer on."""
+    return build_flamingo('llama', gates=1.0)
+
+
+@pytest.fixture(scope='module')
+def model_all_previous(build_flamingo):
+    return build_flamingo('llama', gates=1.0, only_attend_last_media=False)
+
+
+def expected_index(model, pieces):
+    """Token ids and hand-annotated image index of each token."""
+    ids, index = [], []
+    for text, image in pieces:
+        piece = model.tokenizer(text, add_special_tokens=False)['input_ids']
+        ids += piece
+        index += [image] * len(piece)
+    # pieces split at special tokens, so they tokenize as the whole text
+    assert model.tokenizer(join(pieces))['input_ids'] == ids
+    return torch.tensor(ids), torch.tensor(index)
+
+
+class Recorder:
+    """Records the first cross-attention's inputs and outputs per LM call.
+
+    Its block sits before decoder layer 0, where the hidden states are still
+    the text embeddings: its output shows what each token sees.
+    """
+
+    def __init__(self, model):
+        head = model.head
+        attn = head.xattn_blocks['0'].attn
+        self.index, self.out = [], []
+
+        def record(module, args, out):
+            # the cross-attention's output, and the image index of the call
+            self.index.append(head._visual.media_index)
+            self.out.append(out)
+
+        self.handles = [attn.to_out.register_forward_hook(record)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+# -------------------------------------------------------- which image
+def test_media_index_loss_and_generation(model, make_samples):
+    ids_a, index_a = expected_index(model, PIECES_3_IMAGES)
+    ids_b, index_b = expected_index(model, PIECES_1_IMAGE)
+    samples = make_samples(
+        [join(PIECES_3_IMAGES), join(PIECES_1_IMAGE)], num_media=[3, 1])
+    images = images_for(3, batch=2)
+
+    # training: right padding
+    with Recorder(model) as rec, torch.no_grad():
+        model(images, samples, mode='tensor')
+    (media_index, ) = rec.index
+    assert torch.equal(media_index[0, :len(ids_a)], index_a)
+    assert torch.equal(media_index[1, :len(ids_b)], index_b)
+
+    # generation with the KV cache: the prompt, left-padded, then the new
+    # tokens, over however many LM calls
+    with Recorder(model) as rec:
+        model.predict(images, samples, max_new_tokens=4, min_new_tokens=4)
+    prompt_len = len(ids_a)
+    media_index = torch.cat(rec.index, dim=1)
+    out = torch.cat(rec.out, dim=1)
+    assert media_index.shape == (2, prompt_len + 3)  # the last is not fed
+    assert torch.equal(media_index[0, :prompt_len], index_a)
+    assert torch.equal(media_index[1, prompt_len - len(ids_b):prompt_len],
+                       index_b)
+    assert media_index[1, :prompt_len - len(ids_b)].eq(0).all()
+    # generated tokens keep seeing each sample's last image
+    assert torch.equal(media_index[:, prompt_len:],
+                       torch.tensor([[3] * 3, [1] * 3]))
+    assert out[:, prompt_len:].abs().amax(-1).gt(0).all()
+
+
+@pytest.mark.parametrize('last_only', [True, False])
+def test_changing_image_k(last_only, model, model_all_previous, make_samples):
+    flamingo = model if last_only else model_all_previous
+    ids, index = expected_index(flamingo, PIECES_3_IMAGES)
+    samples = make_samples([join(PIECES_3_IMAGES)], num_media=[3])
+    images = images_for(3)
+    changed = images.clone()
+    changed[0, 1] = images_for(1, seed=1)[0, 0]  # image 2
+
+    with Recorder(flamingo) as rec, torch.no_grad():
+        logits = flamingo(images, samples, mode='tensor')[0]
+        new_logits = flamingo(changed, samples, mode='tensor')[0]
+    attn_diff = (rec.out[0] - rec.out[1])[0].abs().amax(-1)
+    logits_diff = (logits - new_logits).abs().amax(-1)
+
+    sees_image_2 = (index == 2) if last_only else (index >= 2)
+    assert torch.equal(attn_diff[~sees_image_2],
+                       torch.zeros_like(attn_diff[~sees_image_2]))
+    assert attn_diff[sees_image_2].gt(1e-4).all()
+    if last_only:
+        # the tokens after image 3 see image 3 only
+        assert sees_image_2[index == 3].logical_not().all()
+
+    # logits: tokens before image 2 are unaffected; from its marker on, all
+    # are (through the self-attention too)
+    before = index < 2
+    assert logits_diff[before].max() == 0
+    assert logits_diff[~before].gt(1e-4).all()
+
+
+def test_text_before_the_first_image_sees_nothing(model, make_samples):
+    ids, index = expected_index(model, PIECES_3_IMAGES)
+    samples = make_samples([join(PIECES_3_IMAGES)], num_media=[3])
+    with torch.no_grad():
+        logits = model(images_for(3), samples, mode='tensor')[0]
+        other = model(images_for(3, seed=5), samples, mode='tensor')[0]
+        prefix = PIECES_3_IMAGES[0][0]
+        text_only = model(
+            None, make_samples([prefix], num_media=[0]), mode='tensor')[0]
+    before = index == 0
+    assert torch.equal(logits[before], other[before])
+    assert (logits[~before] - other[~before]).abs().amax(-1).gt(1e-4).all()
+    # and it reads exactly as text without images
+    torch.testing.assert_close(logits[before], text_only)
+
+
+# ------------------------------------------------------- media shapes
+def test_video_and_several_images(build_flamingo, make_samples):
+    model = build_flamingo('llama', gates=1.0, neck_cfg=dict(max_num_frames=4))
+    ids, index = expected_index(model, PIECES_3_IMAGES)
+    samples = make_samples(
+        [join(PIECES_3_IMAGES), join(PIECES_1_IMAGE)], num_media=[3, 1])
+    videos = images_for(3, num_frames=3, batch=2)
+    assert model.extract_media(videos).shape == (2, 3, 4, 32)
+
+    with torch.no_grad():
+        logits = model(videos, samples, mode='tensor')
+        loss = model(videos, samples, mode='loss')['loss']
+        # change one frame of video 1 of sample 0
+        changed = videos.clone()
+        changed[0, 0, 2] = images_for(1, seed=3)[0, 0, 0]
+        new_logits = model(changed, samples, mode='tensor')
+    assert torch.isfinite(loss)
+    diff = (logits - new_logits).abs().amax(-1)
+    assert diff[0, :len(ids)][index == 0].max() == 0
+    assert diff[0, :len(ids)][index > 0].gt(1e-4).all()
+    assert diff[1].max() == 0  # the other sample is untouched
+
+    # so does the frame order, through the temporal embeddings
+    reordered = videos[:, :, [2, 1, 0]]
+    with torch.no_grad():
+        assert not torch.allclose(
+            model(reordered, samples, mode='tensor'), logits)
+    model.predict(videos, samples)
+    assert all(isinstance(s.pred_caption, str) for s in samples)
+
+
+def test_thirty_two_images(model, make_images, make_samples):
+    text = (IMAGE + 'a photo of a cat.' + EOC) * 31 + IMAGE + 'a photo of'
+    data = dict(
+        inputs=[make_images(32, 1, 3, 32, 32)],
+        data_samples=make_samples([text]))
+    data = model.data_preprocessor(data)
+    assert data['images'].shape == (1, 32, 1, 3, 32, 32)
+    with torch.no_grad():
+        loss = model(**data, mode='loss')['loss']
+    assert torch.isfinite(loss)
+    (sample, ) = model(**data, mode='predict')
+    assert isinstance(sample.pred_caption, str)
+
+
+def test_more_markers_than_images(model, make_samples):
+    samples = make_samples(
+        ['<image>a cat', '<image>a dog<|endofchunk|><image>a bird'],
+        num_media=[1, 1],
+        img_path=['a.jpg', 'b.jpg'])
+    for mode in ('loss', 'predict', 'tensor'):
+        with pytest.raises(
+                ValueError,
+                match=r'sample 1 \(b.jpg\) has 2 <image> markers '
+                'but 1 images'):
+            model(images_for(1, batch=2), samples, mode=mode)
+
+
+# ------------------------------------------------------------ labels
+def test_build_labels():
+    M, E, P = 100, 101, 0  # <image>, <|endofchunk|>, pad
+    input_ids = torch.tensor([
+        # text, image, caption, end, text, image, caption, end, trailing
+        [5, M, 6, 7, E, 8, M, 9, E, 10, P, P],
+        # left padding, then two images in a row
+        [P, P, M, M, 11, E, 12, 13, 14, 15, 16, 17],
+        # no image at all
+        [5, 6, 7, E, 8, 9, 10, 11, 12, 13, 14, 15],
+        # a chunk left open by truncation
+        [M, 21, 22, 23, E, M, 24, 25, 26, 27, 28, 29],
+    ])
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, -2:] = 0
+    attention_mask[1, :2] = 0
+    X = -100
+    expected = torch.tensor([
+        [X, X, 6, 7, E, X, X, 9, E, X, X, X],
+        [X, X, X, X, 11, E, X, X, X, X, X, X],
+        [X, X, X, X, X, X, X, X, X, X, X, X],
+        [X, 21, 22, 23, E, X, 24, 25, 26, 27, 28, 29],
+    ])
+    labels = build_labels(input_ids, attention_mask, M, E)
+    assert torch.equal(labels, expected)
+
+
+def test_loss_uses_the_labels(model, make_samples):
+    samples = make_samples(
+        [join(PIECES_3_IMAGES), join(PIECES_1_IMAGE)], num_media=[3, 1])
+    images = images_for(3, batch=2)
+    with torch.no_grad():
+        loss = model(images, samples, mode='loss')['loss']
+        logits = model(images, samples, mode='tensor')
+    text = model.tokenizer([s.text for s in samples],
+                           padding='longest',
+                           return_tensors='pt')
+    labels = build_labels(text['input_ids'], text['attention_mask'],
+                          model.tokens.media, model.tokens.end_of_chunk)
+    learned = labels[:, 1:] != -100
+    logprobs = logits[:, :-1].log_softmax(-1).gather(
+        -1, labels[:, 1:].clamp(min=0)[..., None])[..., 0]
+    torch.testing.assert_close(loss, -logprobs[learned].mean())
+
+
+def test_loss_decreases(build_flamingo, make_images, make_samples):
+    # gates closed, as built; a milder LM init, whose loss starts near
+    # log(vocabulary size) rather than in saturated logits
+    model = build_flamingo(
+        'llama', lm_config=dict(initializer_range=0.1)).train()
+    texts = [
+        '<image>a photo of a red circle.<|endofchunk|>'
+        '<image>a blue square next to a green triangle.<|endofchunk|>',
+        join(PIECES_1_IMAGE) + ' red<|endofchunk|>',
+    ]
+    data = dict(
+        inputs=[
+            make_images(2, 1, 3, 32, 32),
+            make_images(1, 1, 3, 32, 32, seed=1)
+        ],
+        data_samples=make_samples(texts))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim_wrapper = OptimWrapper(torch.optim.Adam(params, lr=1e-2))
+    losses = [
+        model.train_step(data, optim_wrapper)['loss'].item() for _ in range(20)
+    ]
+    assert losses[-1] < 0.5 * losses[0], [round(x, 2) for x in losses]
+    assert losses[-1] < losses[10] < losses[0]
+    # the gates opened
+    gates = [b.attn_gate.item() for b in model.head.xattn_blocks.values()]
+    assert all(g != 0 for g in gates)
+
+
+# ----------------------------------------------------------- predict
+@pytest.mark.parametrize('task, field', [('caption', 'pred_caption'),
+                                         ('vqa', 'pred_answer')])
+def test_predict_writes_the_task_field(task, field, build_flamingo,
+                                       make_samples):
+    model = build_flamingo('llama', gates=1.0, model_cfg=dict(task=task))
+    texts = [join(PIECES_3_IMAGES), join(PIECES_1_IMAGE)]
+    samples = model.predict(
+        images_for(3, batch=2), make_samples(texts, num_media=[3, 1]))
+    (other, ) = {'pred_caption', 'pred_answer'} - {field}
+    for sample in samples:
+        assert isinstance(sample.get(field), str)
+        assert other not in sample
+
+    # it is the decoded generation, stopped at <|endofchunk|>
+    prompt = model.tokenizer(
+        texts, padding='longest', padding_side='left', return_tensors='pt')
+    generated = model.head.generate(
+        prompt['input_ids'],
+        prompt['attention_mask'],
+        model.extract_media(images_for(3, batch=2)),
+        num_media=torch.tensor([3, 1]),
+        **model.generation_cfg)
+    decoded = model.tokenizer.batch_decode(
+        generated[:, prompt['input_ids'].shape[1]:], skip_special_tokens=True)
+    assert [s.get(field) for s in samples] == [t.strip() for t in decoded]
+    assert any(s.get(field) for s in samples)
+
+
+def test_bad_task_and_mode(build_flamingo, model, make_samples):
+    with pytest.raises(ValueError, match='task'):
+        build_flamingo('llama', model_cfg=dict(task='detection'))
+    with pytest.raises(RuntimeError, match='invalid mode'):
+        model(None, make_samples(['a cat']), mode='nonsense')
+
+
+def test_score_mode(model, make_samples):
+    samples = make_samples(
+        [join(PIECES_3_IMAGES), join(PIECES_1_IMAGE)],
+        num_media=[3, 1],
+        candidates=[[' red', ' blue'], [' three', ' a cat']])
+    samples = model(images_for(3, batch=2), samples, mode='score')
+    for sample in samples:
+        assert sample.pred_scores.shape == (2, )
+        assert (sample.pred_scores < 0).all()
+
+    samples = make_samples(['a cat', 'a dog'],
+                           num_media=[0, 0],
+                           candidates=[[' red'], [' three', ' a cat']])
+    with pytest.raises(ValueError, match='same number of candidates'):
+        model(None, samples, mode='score')
+
+
+# ----------------------------------------------------- preprocessing
+def test_data_preprocessor(model, make_images, make_samples):
+    inputs = [
+        make_images(2, 1, 3, 32, 32),
+        make_images(0, 1, 3, 32, 32),
+        make_images(1, 1, 3, 32, 32, seed=1),
+    ]
+    samples = make_samples(['a', 'b', 'c'])
+    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples))
+    images = data['images']
+    assert images.shape == (3, 2, 1, 3, 32, 32)
+    assert images.dtype == torch.float32
+    assert [s.num_media for s in data['data_samples']] == [2, 0, 1]
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    torch.testing.assert_close(images[0], (inputs[0].float() - mean) / std)
+    torch.testing.assert_close(images[2, :1], (inputs[2].float() - mean) / std)
+    # padding is zero
+    assert images[1].eq(0).all() and images[2, 1].eq(0).all()
+
+
+@pytest.mark.parametrize('shape', [(1, 1, 3, 16, 16), (1, 2, 3, 32, 32)])
+def test_data_preprocessor_mismatched_frames(shape, model, make_images,
+                                             make_samples):
+    inputs = [make_images(1, 1, 3, 32, 32), make_images(*shape)]
+    with pytest.raises(ValueError, match=r'same \(T, C, H, W\)'):
+        model.data_preprocessor(
+            dict(inputs=inputs, data_samples=make_samples(['a', 'b'])))
+
+
+def test_text_only_batch(model, make_images, make_samples):
+    texts = ['a photo of a red circle.', 'Question: how many shapes?']
+    data = model.data_preprocessor(
+        dict(
+            inputs=[make_images(0, 1, 3, 32, 32)] * 2,
+            data_samples=make_samples(texts)))
+    assert data['images'] is None
+    assert [s.num_media for s in data['data_samples']] == [0, 0]
+    with torch.no_grad():
+        # no image: no token to learn (build_labels), and no 0 / 0 either
+        assert model(**data, mode='loss')['loss'] == 0
+        logits = model(**data, mode='tensor')
+    num_tokens = max(len(model.tokenizer(t)['input_ids']) for t in texts)
+    assert logits.shape == (2, num_tokens, len(model.tokenizer))
+    for sample in model(**data, mode='predict'):
+        assert isinstance(sample.pred_caption, str)
+
+
+def test_tensor_mode_shape(model, make_samples):
+    texts = [join(PIECES_3_IMAGES), join(PIECES_1_IMAGE)]
+    with torch.no_grad():
+        logits = model(
+            images_for(3, batch=2),
+            make_samples(texts, num_media=[3, 1]),
+            mode='tensor')
+    num_tokens = len(model.tokenizer(texts[0])['input_ids'])
+    assert logits.shape == (2, num_tokens,
+                            model.tokens.num_base + model.tokens.num_new)
+    assert len(model.tokenizer) == logits.shape[-1]

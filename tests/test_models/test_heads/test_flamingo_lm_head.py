@@ -1,0 +1,352 @@
+"""FlamingoLMHead on every architecture of ``TINY_LM_CONFIGS``.
+
+The LMs are drawn with a large initialiser range and the tests that need the
+visual path open the gates, so that outputs depend on text and images; each
+equality comes with a control showing that it could fail.
+"""
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from mmflamingo.models.utils import find_decoder_layers
+from mmflamingo.testing import TINY_LM_CONFIGS
+
+ARCHS = list(TINY_LM_CONFIGS)
+TIED = {'gemma', 'opt', 'gpt2', 'mpt'}  # tie_word_embeddings by default
+OUTPUT_BIAS = {'phi'}
+DECODER_LAYERS = {
+    'llama': 'model.layers',
+    'mistral': 'model.layers',
+    'qwen2': 'model.layers',
+    'gemma': 'model.layers',
+    'phi': 'model.layers',
+    'opt': 'model.decoder.layers',
+    'gpt2': 'transformer.h',
+    'gpt_neox': 'gpt_neox.layers',
+    'mpt': 'transformer.blocks',
+}
+NUM_LATENTS, DIM_VISUAL = 4, 32  # of tiny_flamingo_config's perceiver
+
+# two prompts of different lengths and image counts
+PROMPTS = [
+    'the quick brown fox <image>a photo of a red circle.<|endofchunk|>'
+    '<image>a blue square next to',
+    'Question: what colour? <image>Short answer:',
+]
+NUM_MEDIA = [2, 1]
+CANDIDATES = [
+    [' a green triangle.', ' red', ' two yellow stars above'],
+    [' red', ' three', ' a cat sitting on a mat'],
+]
+
+
+def media(batch=2, num_media=2, seed=0):
+    """Random visual tokens ``(B, N, L, Dv)``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(
+        batch, num_media, NUM_LATENTS, DIM_VISUAL, generator=generator)
+
+
+def tokenize(model, texts, padding_side):
+    return model.tokenizer(
+        texts,
+        padding='longest',
+        padding_side=padding_side,
+        return_tensors='pt')
+
+
+def generate(model, prompts, visual, num_media, **kwargs):
+    """New tokens only, at a fixed length (no early stop)."""
+    prompt = tokenize(model, prompts, 'left')
+    kwargs = dict(max_new_tokens=6, min_new_tokens=6, **kwargs)
+    out = model.head.generate(prompt['input_ids'], prompt['attention_mask'],
+                              visual, torch.tensor(num_media), **kwargs)
+    return out[:, prompt['input_ids'].shape[1]:]
+
+
+@pytest.fixture(scope='module', params=ARCHS)
+def arch(request):
+    return request.param
+
+
+@pytest.fixture(scope='module')
+def open_model(arch, build_flamingo):
+    """A tiny Flamingo on ``arch`` with every gate at 1."""
+    return build_flamingo(arch, gates=1.0)
+
+
+# ------------------------------------------------ (a) closed gates = LM
+def test_closed_gates_compute_the_bare_lm(arch, build_flamingo, set_gates):
+    model = build_flamingo(arch)  # gates at 0, as built
+    head, tokens = model.head, model.tokens
+    num_rows = tokens.num_base + tokens.num_new
+
+    config = copy.deepcopy(head.lm.config)
+    config.vocab_size = 512
+    torch.manual_seed(1)
+    bare = AutoModelForCausalLM.from_config(config).eval()
+    # the bare LM's table includes rows for the new tokens: load it as a
+    # legacy full table (split into frozen and new rows by the head)
+    names = {id(m): n for n, m in bare.named_modules()}
+    tables = {
+        f'{names[id(module)]}.{param}'
+        for module in (bare.get_input_embeddings(),
+                       bare.get_output_embeddings())
+        for param in ('weight', 'bias')
+    }
+    state = {
+        k: v[:num_rows] if k in tables else v
+        for k, v in bare.state_dict().items()
+    }
+    result = head.lm.load_state_dict(state, strict=False)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+
+    text = tokenize(model, PROMPTS, 'right')
+    ids, mask = text['input_ids'], text['attention_mask']
+    assert (ids == tokens.media).any() and (ids == tokens.end_of_chunk).any()
+    assert ids.max() < num_rows
+
+    finals = []
+    for lm in (head.lm, bare):
+        lm.get_output_embeddings().register_forward_hook(
+            lambda m, args, out: finals.append(args[0]))
+    visual = media()
+    with torch.no_grad():
+        logits = head(ids, mask, visual).logits
+        expected = bare(input_ids=ids, attention_mask=mask).logits
+    real = mask.bool()
+    assert logits.shape == (*ids.shape, num_rows)
+    # the hidden states reaching the output layer are bit for bit the LM's
+    assert torch.equal(finals[0][real], finals[1][real])
+    # the output layer is split in base and new rows: a matmul of another
+    # width may round differently in the last bit
+    torch.testing.assert_close(
+        logits[real], expected[..., :num_rows][real], rtol=1e-5, atol=1e-5)
+
+    # control: open gates change the logits
+    set_gates(head, 1.0)
+    with torch.no_grad():
+        opened = head(ids, mask, visual).logits
+    assert (opened[real] - logits[real]).abs().amax() > 1e-2
+
+
+# ---------------------------------------------- (b) what is trainable
+def test_trainable_parameters(arch, open_model):
+    model, head = open_model, open_model.head
+    lm = head.lm
+    embedding, output = lm.get_input_embeddings(), lm.get_output_embeddings()
+    names = {id(m): n for n, m in lm.named_modules()}
+    new_rows = {f'head.lm.{names[id(embedding)]}.new_weight'}
+    if arch in TIED:
+        assert output.tied
+        assert list(output.parameters()) == []
+    else:
+        assert not output.tied
+        new_rows.add(f'head.lm.{names[id(output)]}.new_weight')
+    if arch in OUTPUT_BIAS:
+        new_rows.add(f'head.lm.{names[id(output)]}.new_bias')
+
+    trainable = {
+        n: p.numel()
+        for n, p in model.named_parameters() if p.requires_grad
+    }
+    expected = {f'neck.{n}' for n, _ in model.neck.named_parameters()}
+    expected |= {
+        f'head.xattn_blocks.{n}'
+        for n, _ in head.xattn_blocks.named_parameters()
+    }
+    expected |= new_rows
+    assert set(trainable) == expected
+
+    hidden, num_new = embedding.embedding_dim, model.tokens.num_new
+    num_rows = num_new * hidden * (1 if arch in TIED else 2)
+    num_rows += num_new if arch in OUTPUT_BIAS else 0
+    assert sum(trainable[n] for n in new_rows) == num_rows
+    num_blocks = len(head.xattn_blocks)
+    assert num_blocks == lm.config.num_hidden_layers == 2
+    assert sum(trainable.values()) == (
+        sum(p.numel() for p in model.neck.parameters()) +
+        sum(p.numel() for p in head.xattn_blocks.parameters()) + num_rows)
+
+    # and gradients reach exactly those
+    text = tokenize(model, PROMPTS, 'right')
+    generator = torch.Generator().manual_seed(0)
+    # (B, N, T, P, Dv), as from a vision encoder
+    features = torch.randn(2, 2, 1, 16, DIM_VISUAL, generator=generator)
+    model.zero_grad()
+    logits = head(text['input_ids'], text['attention_mask'],
+                  model.neck(features)).logits
+    logits.logsumexp(-1).sum().backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    assert with_grad == expected
+
+
+# ------------------------------------------------------- (c) placement
+@pytest.mark.parametrize('placement, expected', [('openflamingo', [1, 3]),
+                                                 ('paper', [0, 2])])
+def test_block_placement(arch, placement, expected, build_flamingo, set_gates):
+    model = build_flamingo(
+        arch,
+        lm_config=dict(num_layers=4),
+        cross_attn_every_n_layers=2,
+        xattn_placement=placement)
+    head = model.head
+    path, layers = find_decoder_layers(head.lm)
+    assert path == DECODER_LAYERS[arch]
+    assert len(layers) == 4
+    assert head.xattn_layers == expected
+    assert list(head.xattn_blocks) == [str(i) for i in expected]
+
+    # record what enters each layer, after the head's own pre-hooks
+    inputs = {}
+
+    def record(i, layer, args, kwargs):
+        inputs[i] = kwargs.get('hidden_states', args[0] if args else None)
+
+    for i, layer in enumerate(layers):
+        layer.register_forward_pre_hook(
+            lambda m, a, k, i=i: record(i, m, a, k), with_kwargs=True)
+    text = tokenize(model, PROMPTS, 'right')
+
+    def layer_inputs():
+        inputs.clear()
+        with torch.no_grad():
+            head(text['input_ids'], text['attention_mask'], media())
+        return [inputs[i] for i in range(4)]
+
+    closed = layer_inputs()
+    for name, block in head.xattn_blocks.items():
+        set_gates(head, 0.0)
+        with torch.no_grad():
+            block.attn_gate.fill_(1.0)
+            block.ff_gate.fill_(1.0)
+        opened = layer_inputs()
+        i = int(name)
+        for j in range(i):
+            assert torch.equal(opened[j], closed[j]), (name, j)
+        assert not torch.allclose(opened[i], closed[i]), name
+
+
+def test_decoder_layers_attr_must_be_a_module_list(build_flamingo):
+    with pytest.raises(TypeError, match="'model.norm'"):
+        build_flamingo('llama', decoder_layers_attr='model.norm')
+
+
+# -------------------------------------------------- (d) KV cache
+@pytest.mark.parametrize('num_beams', [1, 3])
+def test_generation_with_and_without_cache(arch, open_model, num_beams):
+    visual = media()
+    cached = generate(
+        open_model,
+        PROMPTS,
+        visual,
+        NUM_MEDIA,
+        num_beams=num_beams,
+        use_cache=True)
+    uncached = generate(
+        open_model,
+        PROMPTS,
+        visual,
+        NUM_MEDIA,
+        num_beams=num_beams,
+        use_cache=False)
+    assert cached.shape == (2, 6)
+    assert torch.equal(cached, uncached)
+
+    # control: the generation depends on the (last) image of each sample
+    changed = visual.clone()
+    changed[0, 1] = media(1, 1, seed=5)[0, 0]
+    changed[1, 0] = media(1, 1, seed=6)[0, 0]
+    other = generate(
+        open_model,
+        PROMPTS,
+        changed,
+        NUM_MEDIA,
+        num_beams=num_beams,
+        use_cache=True)
+    assert (other != cached).any(-1).all()
+
+
+# -------------------------------------------- (e) batched = alone
+def test_batched_generation_equals_alone(arch, open_model):
+    visual = media()
+    # sample 1 has one image: its padded second slot must not be seen
+    batched = generate(open_model, PROMPTS, visual, NUM_MEDIA)
+    for i, prompt in enumerate(PROMPTS):
+        alone = generate(open_model, [prompt], visual[i:i + 1, :NUM_MEDIA[i]],
+                         NUM_MEDIA[i:i + 1])
+        assert torch.equal(batched[i:i + 1], alone), i
+    # the prompts do get padded
+    mask = tokenize(open_model, PROMPTS, 'left')['attention_mask']
+    assert not mask.all()
+
+
+# ------------------------------------------------------------ (f) score
+def test_score_equals_full_forward(arch, open_model):
+    model, head = open_model, open_model.head
+    visual = media()
+    prompt = tokenize(model, PROMPTS, 'left')
+    flat = [c for cands in CANDIDATES for c in cands]
+    cont = model.tokenizer(
+        flat,
+        add_special_tokens=False,
+        padding='longest',
+        padding_side='right',
+        return_tensors='pt')
+    shape = (2, 3, -1)
+    scores = head.score(prompt['input_ids'], prompt['attention_mask'], visual,
+                        cont['input_ids'].view(shape),
+                        cont['attention_mask'].view(shape),
+                        torch.tensor(NUM_MEDIA))
+    assert scores.shape == (2, 3)
+
+    expected = torch.empty(2, 3)
+    for i, text in enumerate(PROMPTS):
+        prompt_ids = model.tokenizer(text, return_tensors='pt')['input_ids']
+        for c, candidate in enumerate(CANDIDATES[i]):
+            cand_ids = model.tokenizer(
+                candidate, add_special_tokens=False,
+                return_tensors='pt')['input_ids']
+            ids = torch.cat((prompt_ids, cand_ids), dim=1)
+            with torch.no_grad():
+                logits = head(ids, torch.ones_like(ids),
+                              visual[i:i + 1, :NUM_MEDIA[i]]).logits
+            # logits at t predict token t + 1
+            logprobs = logits[0, :-1].log_softmax(-1)
+            targets = ids[0, 1:]
+            start = prompt_ids.shape[1] - 1
+            expected[i, c] = logprobs[start:].gather(-1, targets[start:,
+                                                                 None]).sum()
+    torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
+
+    # control: the scores depend on the images
+    changed = visual.clone()
+    changed[:, 0] = media(2, 1, seed=7)[:, 0]
+    other = head.score(prompt['input_ids'], prompt['attention_mask'], changed,
+                       cont['input_ids'].view(shape),
+                       cont['attention_mask'].view(shape),
+                       torch.tensor(NUM_MEDIA))
+    assert (other - scores).abs().min() > 1e-3
+
+
+def test_padded_media_slots_are_never_seen(build_flamingo):
+    """Sample 1 has one image; an extra ``<image>`` keeps showing it."""
+    model = build_flamingo('llama', gates=1.0)
+    texts = [PROMPTS[0], '<image>a cat<|endofchunk|><image>a dog']
+    text = tokenize(model, texts, 'right')
+    visual = media()
+    changed = visual.clone()
+    changed[1, 1] = media(1, 1, seed=3)[0, 0]  # sample 1's padding slot
+    with torch.no_grad():
+        logits = model.head(text['input_ids'], text['attention_mask'], visual,
+                            torch.tensor([2, 1])).logits
+        same = model.head(text['input_ids'], text['attention_mask'], changed,
+                          torch.tensor([2, 1])).logits
+        # control: were it a real image, it would be seen
+        seen = model.head(text['input_ids'], text['attention_mask'], changed,
+                          torch.tensor([2, 2])).logits
+    assert torch.equal(logits, same)
+    assert not torch.allclose(logits[1], seen[1])
