@@ -38,7 +38,20 @@ class FlamingoDataPreprocessor(BaseDataPreprocessor):
         self.dtype = getattr(torch, dtype) if dtype else None
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        """Returns ``dict(images=Tensor | None, data_samples=list)``."""
+        """Returns ``dict(images=Tensor | None, data_samples=list)``.
+
+        A mixture (a dict of such batches keyed by dataset name) gives
+        ``images`` and ``data_samples`` as dicts with the same keys.
+        """
+        if 'inputs' not in data:
+            parts = {
+                name: self.forward(batch, training)
+                for name, batch in data.items()
+            }
+            return dict(
+                images={k: v['images'] for k, v in parts.items()},
+                data_samples={k: v['data_samples']
+                              for k, v in parts.items()})
         data = self.cast_data(data)
         inputs: List[torch.Tensor] = data['inputs']
         data_samples = data.get('data_samples')

@@ -1,6 +1,6 @@
 """The Flamingo algorithm: vision encoder -> Perceiver Resampler -> gated LM.
 """
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,11 @@ class Flamingo(BaseModel):
             tokens. Defaults to None.
         checkpoint (str, optional): A Flamingo checkpoint (trained weights,
             e.g. converted from OpenFlamingo) loaded after building.
+        save_frozen (bool): Whether ``state_dict()`` includes the frozen
+            weights. By default it holds the trained ones only, so a 9B
+            model's checkpoints do not carry its frozen 7B LM and ViT (they
+            come from their own pretrained files); loading a state dict
+            without them is not an error. Defaults to False.
         data_preprocessor (dict, optional): Defaults to
             ``FlamingoDataPreprocessor``.
         init_cfg (dict, optional): mmengine initialisation config.
@@ -54,6 +59,7 @@ class Flamingo(BaseModel):
                  generation_cfg: Optional[dict] = None,
                  max_text_length: Optional[int] = None,
                  checkpoint: Optional[str] = None,
+                 save_frozen: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
@@ -78,6 +84,9 @@ class Flamingo(BaseModel):
         self.head = MODELS.build(
             head, default_args=dict(tokens=self.tokens, dim_visual=neck['dim']))
         self._log_trainable_parameters()
+        self.save_frozen = save_frozen
+        self._register_state_dict_hook(_drop_frozen_weights)
+        self.register_load_state_dict_post_hook(_allow_missing_frozen_weights)
         if checkpoint is not None:
             load_flamingo_checkpoint(self, checkpoint)
 
@@ -171,18 +180,50 @@ class Flamingo(BaseModel):
                                              text['attention_mask'])
         return out
 
-    def loss(self, images: Optional[torch.Tensor],
-             data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
+    def loss(self, images: Union[torch.Tensor, Dict[str, Any], None],
+             data_samples: Union[List[DataSample], Dict[str, List]]
+             ) -> Dict[str, torch.Tensor]:
         """Next-token loss over ``data_sample.text`` (OpenFlamingo's labels).
+
+        Each sample's tokens are weighted by its ``loss_weight`` metainfo
+        (default 1). Given a mixture (``images`` and ``data_samples`` as dicts
+        keyed by dataset name, see :class:`MixtureTrainLoop`), the loss is the
+        sum of the datasets' weighted losses, so one optimizer step follows
+        the weighted sum of every dataset's gradient; each dataset's own
+        (unweighted) loss is logged as ``<name>_nll``.
+
+        Returns:
+            dict: ``loss`` and, for logging, ``num_tokens`` (tokens learned).
         """
+        if isinstance(data_samples, dict):
+            total, logs = 0, {}
+            for name, samples in data_samples.items():
+                part = self.loss(images[name], samples)
+                total = total + part['loss']
+                logs[f'{name}_nll'] = part['nll'].detach()
+                logs[f'{name}_tokens'] = part['num_tokens']
+            logs['num_tokens'] = sum(v for k, v in logs.items()
+                                     if k.endswith('_tokens'))
+            return dict(loss=total, **logs)
         out = self._forward_text(images, data_samples, 'right')
         labels = build_labels(out.input_ids, out.attention_mask,
                               self.tokens.media, self.tokens.end_of_chunk)
-        loss = F.cross_entropy(
-            out.logits[:, :-1].flatten(0, 1).float(),
-            labels[:, 1:].flatten(),
-            ignore_index=-100)
-        return dict(loss=loss)
+        # each position predicts the next token; the last predicts nothing
+        labels = F.pad(labels[:, 1:], (0, 1), value=-100)
+        token_loss = F.cross_entropy(
+            out.logits.flatten(0, 1).float(),
+            labels.flatten(),
+            ignore_index=-100,
+            reduction='none').view(labels.shape)  # (B, S)
+        weights = token_loss.new_tensor(
+            [s.get('loss_weight', 1.0) for s in data_samples])
+        # a batch with nothing to learn (e.g. text only) gives 0, not 0 / 0
+        num_tokens = labels.ne(-100).sum()
+        denominator = num_tokens.clamp(min=1)
+        num_tokens = num_tokens.float()  # mmengine averages log values
+        nll = token_loss.sum() / denominator
+        loss = (token_loss.sum(-1) * weights).sum() / denominator
+        return dict(loss=loss, nll=nll.detach(), num_tokens=num_tokens)
 
     @torch.no_grad()
     def predict(self,
@@ -250,3 +291,23 @@ class Flamingo(BaseModel):
         for sample, sample_scores in zip(data_samples, scores):
             sample.set_field(sample_scores.cpu(), 'pred_scores')
         return data_samples
+
+
+def _frozen_names(model: Flamingo) -> set:
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def _drop_frozen_weights(model: Flamingo, state_dict: dict, prefix: str,
+                         local_metadata: dict) -> None:
+    """State-dict hook: keep only trained weights unless ``save_frozen``."""
+    if model.save_frozen:
+        return
+    for name in _frozen_names(model):
+        state_dict.pop(prefix + name, None)
+
+
+def _allow_missing_frozen_weights(model: Flamingo, incompatible_keys) -> None:
+    """Load post-hook: frozen weights come from their pretrained files."""
+    frozen = _frozen_names(model)
+    missing = incompatible_keys.missing_keys
+    missing[:] = [key for key in missing if key not in frozen]

@@ -111,7 +111,10 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
         B, N, T = images.shape[:3]
         with torch.no_grad():
             # (B, N, T, C, H, W) -> (B * N * T, C, H, W)
-            images = images.flatten(0, 2).to(self.dtype)
+            # the weights' actual dtype: a strategy (DeepSpeed bf16) may
+            # have cast them after construction
+            weight_dtype = next(self.encoder.parameters()).dtype
+            images = images.flatten(0, 2).to(weight_dtype)
             # (B * N * T, C, H, W) -> (B * N * T, 1 + P, D)
             tokens = self.encode(images)
         if not self.with_cls:

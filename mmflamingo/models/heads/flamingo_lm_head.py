@@ -30,6 +30,7 @@ class _VisualInputs:
     num_media: torch.Tensor  # (B, ) images available per sample
     num_latents: int
     media_index: Optional[torch.Tensor] = None  # (B * K, S), per LM call
+    attn_bias: Optional[torch.Tensor] = None  # (B, 1, K * S, N * L), per call
 
 
 @MODELS.register_module()
@@ -65,6 +66,12 @@ class FlamingoLMHead(BaseModule):
             ``'gelu'``).
         decoder_layers_attr (str, optional): Dotted path of the decoder
             layers, if they cannot be found automatically.
+        gradient_checkpointing (bool): Recompute the LM's layers (and the
+            blocks run inside them) in the backward pass instead of storing
+            their activations. The frozen LM otherwise runs in eval mode
+            (no dropout, like the frozen vision encoder); ``transformers``
+            checkpoints only in train mode, so with this option it runs in
+            train mode and its dropout, if any, is active. Defaults to False.
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
@@ -77,6 +84,7 @@ class FlamingoLMHead(BaseModule):
                  only_attend_last_media: bool = True,
                  xattn_cfg: Optional[dict] = None,
                  decoder_layers_attr: Optional[str] = None,
+                 gradient_checkpointing: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if xattn_placement not in ('openflamingo', 'paper'):
@@ -110,6 +118,18 @@ class FlamingoLMHead(BaseModule):
         self._visual: Optional[_VisualInputs] = None
         self._lm_takes_position_ids = 'position_ids' in inspect.signature(
             self.lm.forward).parameters
+        self.gradient_checkpointing = gradient_checkpointing
+        if gradient_checkpointing:
+            self.lm.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=dict(use_reentrant=False))
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> 'FlamingoLMHead':
+        """Train the blocks; the frozen LM stays in eval mode unless it is
+        gradient-checkpointed (see ``gradient_checkpointing``)."""
+        super().train(mode)
+        self.lm.train(mode and self.gradient_checkpointing)
+        return self
 
     def _extend_vocabulary(self) -> None:
         """Give the new tokens trainable input (and output) rows."""
@@ -199,6 +219,13 @@ class FlamingoLMHead(BaseModule):
         # an <image> with no image behind it has nothing to show
         limit = visual.num_media.repeat_interleave(per_sample)[:, None]
         visual.media_index = torch.minimum(index, limit)
+        if visual.media_kv is not None:
+            # one mask for every layer of this call
+            keys = next(iter(visual.media_kv.values()))[0]
+            block = next(iter(self.xattn_blocks.values()))
+            visual.attn_bias = block.attn.attention_bias(
+                visual.media_index, batch, keys.shape[2], visual.num_latents,
+                keys.dtype)
 
     def _cross_attend(self, name, layer, args, kwargs):
         """Decoder-layer pre-hook: GATED XATTN-DENSE on its input."""
@@ -209,8 +236,8 @@ class FlamingoLMHead(BaseModule):
         if visual.media_kv is None:
             x = x + block.ff_gate.tanh() * block.ff(x)
         else:
-            x = block(x, visual.media_kv[name], visual.media_index,
-                      visual.num_latents)
+            x = block.gated(x, visual.media_kv[name], visual.attn_bias,
+                            visual.media_index > 0)
         x = x.to(hidden.dtype)
         if in_kwargs:
             return args, {**kwargs, 'hidden_states': x}

@@ -76,6 +76,7 @@ class PerceiverResampler(BaseModule):
             raise ValueError('PerceiverResampler expects (B, N, T, P, D) '
                              f'features, got shape {tuple(x.shape)}')
         num_frames = x.shape[2]
+        x = x.to(self.latents.dtype)
         if self.frame_embs is not None:
             if num_frames > self.max_num_frames:
                 raise ValueError(
@@ -83,10 +84,9 @@ class PerceiverResampler(BaseModule):
                     f'learned embeddings for max_num_frames='
                     f'{self.max_num_frames}')
             # (T, D) -> (T, 1, D), broadcast over batch, media and patches
-            x = x + self.frame_embs[:num_frames, None].to(x.dtype)
+            x = x + self.frame_embs[:num_frames, None]
         x = x.flatten(2, 3)  # (B, N, T, P, D) -> (B, N, T * P, D)
-        latents = self.latents.to(x.dtype).expand(*x.shape[:2],
-                                                  *self.latents.shape)
+        latents = self.latents.expand(*x.shape[:2], *self.latents.shape)
         for layer in self.layers:
             latents = latents + layer['attn'](x, latents)
             latents = latents + layer['ff'](latents)

@@ -44,7 +44,8 @@ def load_flamingo_checkpoint(model: nn.Module,
     result = model.load_state_dict(state_dict, strict=False)
     trained = {name for name, p in model.named_parameters() if p.requires_grad}
     missing_trained = [k for k in result.missing_keys if k in trained]
-    missing_frozen = len(result.missing_keys) - len(missing_trained)
+    missing_frozen = sum(1 for name, p in model.named_parameters()
+                         if not p.requires_grad and name not in state_dict)
     loaded = len(state_dict) - len(result.unexpected_keys)
     lines = [f'Loaded {loaded} tensors from {path}.']
     if missing_frozen:

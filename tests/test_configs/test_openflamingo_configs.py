@@ -1,0 +1,42 @@
+"""The OpenFlamingo recipes parse and say what OpenFlamingo's models are.
+
+They are not built: their weights are not here.
+"""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'openflamingo', '*.py')))
+# model size in the file name -> OpenFlamingo's cross_attn_every_n_layers
+EVERY_N_LAYERS = {'3b': 1, '4b': 2, '9b': 4}
+
+
+def test_all_sizes_present():
+    sizes = {osp.basename(path)[:-3].rsplit('-', 1)[1] for path in CONFIGS}
+    assert sizes == set(EVERY_N_LAYERS)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+def test_config(path):
+    cfg = Config.fromfile(path)
+    model = cfg.model
+    size = osp.basename(path)[:-3].rsplit('-', 1)[1]
+    assert model.type == 'Flamingo'
+    assert model.head.cross_attn_every_n_layers == EVERY_N_LAYERS[size]
+    assert model.head.xattn_placement == 'openflamingo'
+    assert model.head.only_attend_last_media
+    assert model.backbone.type == 'HFCLIPVisionEncoder'
+    assert model.backbone.out_layer == -1 and not model.backbone.final_norm
+    assert (model.neck.depth, model.neck.heads, model.neck.dim_head,
+            model.neck.num_latents) == (6, 8, 64, 64)
+    assert model.generation_cfg == dict(
+        num_beams=3, max_new_tokens=20, length_penalty=0.0)
+    # every weight comes from a local path, never from the hub
+    for pretrained in (model.backbone.pretrained, model.tokenizer.pretrained,
+                       model.head.lm.pretrained, model.checkpoint):
+        assert pretrained.startswith('data/checkpoints/')
+    # MPT-1B (MosaicGPT) ships its own modelling code
+    assert model.head.lm.get('trust_remote_code', False) == (size == '3b')

@@ -1,0 +1,173 @@
+"""Our Flamingo computes what OpenFlamingo computes, from its checkpoint.
+
+For each LM family, a tiny OpenFlamingo model with open gates and random
+trained weights is saved as OpenFlamingo saves checkpoints, converted, and
+loaded into our model (:func:`build_openflamingo_pair`). Both then see the
+same normalised pixels and token ids.
+"""
+import pytest
+import torch
+
+from mmflamingo.testing.openflamingo import build_openflamingo_pair
+
+pytest.importorskip('open_flamingo')
+
+# (LM, cross_attn_every_n_layers, layers): LLaMA (RoPE, tied here),
+# GPT-NeoX (untied embed_out; every 2nd layer as OpenFlamingo-4B), OPT
+# (learned positions), MPT (ALiBi; every 4th layer as OpenFlamingo-9B)
+LM_CASES = [('llama', 1, 2), ('gpt_neox', 2, 4), ('opt', 1, 2), ('mpt', 4, 4)]
+IMAGE_SIZE = 32
+
+# 3 and 2 images; the second prompt starts with text that sees no image
+FORWARD_TEXTS = [
+    '<image>a photo of a red circle.<|endofchunk|><image>a blue square '
+    'next to a green triangle.<|endofchunk|><image>two yellow stars',
+    'Output: <image>a cat sitting on a mat.<|endofchunk|><image>a man '
+    'riding a bicycle',
+]
+PROMPTS = [
+    '<image>a photo of a red circle.<|endofchunk|><image>a blue square.'
+    '<|endofchunk|><image>a photo of',
+    '<image>Question: how many shapes are there? Short answer: three'
+    '<|endofchunk|><image>Question: what colour is the shape? Short answer:',
+]
+NUM_MEDIA = [3, 2]
+
+
+@pytest.fixture(
+    scope='module', params=LM_CASES, ids=[case[0] for case in LM_CASES])
+def pair(request, tmp_path_factory):
+    lm_type, every_n, num_layers = request.param
+    tmpdir = tmp_path_factory.mktemp(f'openflamingo_{lm_type}')
+    return build_openflamingo_pair(
+        lm_type,
+        str(tmpdir),
+        num_layers=num_layers,
+        cross_attn_every_n_layers=every_n,
+        image_size=IMAGE_SIZE)
+
+
+def make_images(seed=0):
+    """``(2, 3, 1, C, H, W)`` normalised pixels; sample 1's third is padding.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(
+        2, 3, 1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    images[1, 2] = 0
+    return images
+
+
+def test_structure_matches(pair):
+    of_model, mm_model, tokenizer = pair
+    of_blocks = of_model.lang_encoder.gated_cross_attn_layers
+    of_layers = [
+        str(i) for i, block in enumerate(of_blocks) if block is not None
+    ]
+    assert list(mm_model.head.xattn_blocks) == of_layers
+    tokens = mm_model.tokens
+    assert tokenizer.convert_tokens_to_ids(
+        ['<image>', '<|endofchunk|>']) == [tokens.media, tokens.end_of_chunk]
+    assert tokenizer.pad_token_id == tokens.pad
+    assert len(tokenizer) == len(mm_model.tokenizer)
+
+
+def test_logits_match(pair, make_samples):
+    of_model, mm_model, tokenizer = pair
+    # right padding: OpenFlamingo's forward passes no position_ids
+    text = tokenizer(
+        FORWARD_TEXTS,
+        padding='longest',
+        padding_side='right',
+        return_tensors='pt')
+    real = text['attention_mask'].bool()
+    images = make_images()
+    samples = make_samples(FORWARD_TEXTS, num_media=NUM_MEDIA)
+
+    def both(images):
+        with torch.no_grad():
+            of_logits = of_model(images, text['input_ids'],
+                                 text['attention_mask']).logits
+            mm_logits = mm_model(images, samples, mode='tensor')
+        return of_logits[real], mm_logits[real]
+
+    of_logits, mm_logits = both(images)
+    assert mm_logits.shape == of_logits.shape
+    torch.testing.assert_close(mm_logits, of_logits, rtol=0, atol=1e-5)
+
+    # the comparison means something: the second image matters
+    changed = images.clone()
+    changed[0, 1] = torch.randn(changed[0, 1].shape)
+    of_changed, mm_changed = both(changed)
+    assert (of_changed - of_logits).abs().max() > 1e-2
+    torch.testing.assert_close(mm_changed, of_changed, rtol=0, atol=1e-5)
+
+
+def mm_generate(mm_model, prompt, images, **kwargs):
+    with torch.no_grad():
+        return mm_model.head.generate(
+            prompt['input_ids'],
+            prompt['attention_mask'],
+            mm_model.extract_media(images),
+            num_media=torch.tensor(NUM_MEDIA),
+            **kwargs)
+
+
+@pytest.mark.parametrize('num_beams', [1, 3])
+def test_generations_match(pair, num_beams, make_samples):
+    of_model, mm_model, tokenizer = pair
+    prompt = tokenizer(
+        PROMPTS, padding='longest', padding_side='left', return_tensors='pt')
+    assert not prompt['attention_mask'].all(), 'the batch must be padded'
+    images = make_images(seed=1)
+    kwargs = dict(
+        num_beams=num_beams,
+        max_new_tokens=8,
+        output_scores=True,
+        return_dict_in_generate=True)
+    with torch.no_grad():
+        # ours never generates <image>: it would have no image to show
+        of_out = of_model.generate(
+            images,
+            prompt['input_ids'],
+            prompt['attention_mask'],
+            pad_token_id=tokenizer.pad_token_id,
+            suppress_tokens=[tokenizer.convert_tokens_to_ids('<image>')],
+            **kwargs)
+    mm_out = mm_generate(mm_model, prompt, images, **kwargs)
+    prompt_len = prompt['input_ids'].shape[1]
+    new_tokens = of_out.sequences[:, prompt_len:]
+    assert new_tokens.shape[1] > 0
+    assert mm_out.sequences[:, prompt_len:].tolist() == new_tokens.tolist()
+    # every step's scores, not only the tokens they chose
+    torch.testing.assert_close(
+        torch.stack(mm_out.scores),
+        torch.stack(of_out.scores),
+        rtol=0,
+        atol=1e-5)
+
+    # the algorithm's entry tokenizes, generates and decodes the same way
+    samples = mm_model.predict(
+        images,
+        make_samples(PROMPTS, num_media=NUM_MEDIA),
+        num_beams=num_beams,
+        max_new_tokens=8)
+    of_texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    assert [s.pred_caption for s in samples] == [t.strip() for t in of_texts]
+
+
+def test_decoding_sees_the_images(pair):
+    """Scores after the first new token depend on the images, so comparing
+    them with OpenFlamingo's tests the cached decoding steps too."""
+    _, mm_model, tokenizer = pair
+    prompt = tokenizer(
+        PROMPTS, padding='longest', padding_side='left', return_tensors='pt')
+    kwargs = dict(
+        max_new_tokens=4, output_scores=True, return_dict_in_generate=True)
+    first, second = (
+        mm_generate(mm_model, prompt, make_images(seed), **kwargs).scores
+        for seed in (1, 2))
+    steps = min(len(first), len(second))
+    assert steps > 1
+    first, second = torch.stack(first[1:steps]), torch.stack(second[1:steps])
+    finite = first.isfinite() & second.isfinite()
+    assert (first - second)[finite].abs().max() > 1e-2
