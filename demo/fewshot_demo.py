@@ -18,17 +18,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='model config file')
     parser.add_argument('--checkpoint', help='trained weights')
     parser.add_argument(
-        '--media', nargs='+', required=True,
+        '--media',
+        nargs='+',
+        required=True,
         help='one image per <image> marker of the prompt, in order')
     parser.add_argument('--prompt', required=True, help='interleaved prompt')
     parser.add_argument('--num-beams', type=int, help='override beams')
     parser.add_argument(
         '--max-new-tokens', type=int, help='override generated length')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed for randomly initialised parts')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--seed',
+        type=int,
+        default=0,
+        help='seed for randomly initialised parts')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config entries, e.g. model.tokenizer.pretrained=DIR')
     return parser.parse_args()
 
@@ -42,9 +49,10 @@ def main() -> None:
         device=args.device,
         cfg_options=args.cfg_options)
     overrides = {
-        k: v for k, v in dict(num_beams=args.num_beams,
-                              max_new_tokens=args.max_new_tokens).items()
-        if v is not None
+        k: v
+        for k, v in dict(
+            num_beams=args.num_beams,
+            max_new_tokens=args.max_new_tokens).items() if v is not None
     }
     result = inference_model(model, args.media, args.prompt, **overrides)
     text = result.get('pred_caption', result.get('pred_answer'))

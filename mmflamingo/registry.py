@@ -51,8 +51,7 @@ PARAM_SCHEDULERS = _child('parameter scheduler', MMPRETRAIN_PARAM_SCHEDULERS,
 DATASETS = _child('dataset', MMPRETRAIN_DATASETS, 'mmflamingo.datasets')
 DATA_SAMPLERS = _child('data sampler', MMPRETRAIN_DATA_SAMPLERS,
                        'mmflamingo.datasets')
-TRANSFORMS = _child('transform', MMPRETRAIN_TRANSFORMS,
-                    'mmflamingo.datasets')
+TRANSFORMS = _child('transform', MMPRETRAIN_TRANSFORMS, 'mmflamingo.datasets')
 MODELS = _child('model', MMPRETRAIN_MODELS, 'mmflamingo.models')
 MODEL_WRAPPERS = _child('model_wrapper', MMPRETRAIN_MODEL_WRAPPERS,
                         'mmflamingo.models')

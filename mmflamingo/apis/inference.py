@@ -42,8 +42,7 @@ def init_model(config: Union[str, Config],
 
 def inference_model(model: torch.nn.Module,
                     media: Sequence[Union[MediaInput, List[MediaInput]]],
-                    prompt: str,
-                    **generation_cfg) -> DataSample:
+                    prompt: str, **generation_cfg) -> DataSample:
     """Generate a continuation of an interleaved prompt.
 
     Args:

@@ -49,9 +49,14 @@ class FlamingoDataPreprocessor(BaseDataPreprocessor):
                 for name, batch in data.items()
             }
             return dict(
-                images={k: v['images'] for k, v in parts.items()},
-                data_samples={k: v['data_samples']
-                              for k, v in parts.items()})
+                images={
+                    k: v['images']
+                    for k, v in parts.items()
+                },
+                data_samples={
+                    k: v['data_samples']
+                    for k, v in parts.items()
+                })
         data = self.cast_data(data)
         inputs: List[torch.Tensor] = data['inputs']
         data_samples = data.get('data_samples')
@@ -68,8 +73,8 @@ class FlamingoDataPreprocessor(BaseDataPreprocessor):
         if not frames:
             return dict(images=None, data_samples=data_samples)
         shape = frames.pop()
-        images = inputs[0].new_zeros(
-            (len(inputs), max(num_media), *shape), dtype=torch.float32)
+        images = inputs[0].new_zeros((len(inputs), max(num_media), *shape),
+                                     dtype=torch.float32)
         for i, x in enumerate(inputs):
             # (N_i, T, C, H, W), normalised per channel
             images[i, :x.shape[0]] = (x.float() - self.mean) / self.std

@@ -74,15 +74,15 @@ class Flamingo(BaseModel):
         self.generation_cfg = dict(generation_cfg or {})
         self.max_text_length = max_text_length
 
-        self.tokenizer = build_tokenizer(
-            **tokenizer, field='model.tokenizer')
+        self.tokenizer = build_tokenizer(**tokenizer, field='model.tokenizer')
         self.tokens = add_flamingo_tokens(self.tokenizer)
         self.backbone = MODELS.build(backbone)
         neck = dict(neck)
         neck.setdefault('dim', self.backbone.embed_dims)
         self.neck = MODELS.build(neck)
         self.head = MODELS.build(
-            head, default_args=dict(tokens=self.tokens, dim_visual=neck['dim']))
+            head,
+            default_args=dict(tokens=self.tokens, dim_visual=neck['dim']))
         self._log_trainable_parameters()
         self.save_frozen = save_frozen
         self._register_state_dict_hook(_drop_frozen_weights)
@@ -111,8 +111,8 @@ class Flamingo(BaseModel):
             f'{sum(counts.values()):,}; frozen {frozen:,}')
 
     # --------------------------------------------------------------- inputs
-    def extract_media(self, images: Optional[torch.Tensor]
-                      ) -> Optional[torch.Tensor]:
+    def extract_media(
+            self, images: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """``(B, N, T, C, H, W)`` images -> ``(B, N, L, D)`` visual tokens.
 
         Each image and video is encoded once, whatever follows (beams,
@@ -123,7 +123,9 @@ class Flamingo(BaseModel):
         features = self.backbone(images)  # (B, N, T, P, Dv)
         return self.neck(features)  # (B, N, L, Dv)
 
-    def _tokenize(self, texts: List[str], padding_side: str,
+    def _tokenize(self,
+                  texts: List[str],
+                  padding_side: str,
                   truncate: bool = False) -> Dict[str, torch.Tensor]:
         encoded = self.tokenizer(
             texts,
@@ -132,15 +134,16 @@ class Flamingo(BaseModel):
             truncation=truncate and self.max_text_length is not None,
             max_length=self.max_text_length if truncate else None,
             return_tensors='pt')
-        return {k: v.to(self.data_preprocessor.device)
-                for k, v in encoded.items()}
+        return {
+            k: v.to(self.data_preprocessor.device)
+            for k, v in encoded.items()
+        }
 
     def _num_media(self, data_samples: List[DataSample],
                    input_ids: torch.Tensor) -> torch.Tensor:
         """Images per sample; checks no text names more than it has."""
-        counts = torch.tensor(
-            [s.get('num_media', 0) for s in data_samples],
-            device=input_ids.device)
+        counts = torch.tensor([s.get('num_media', 0) for s in data_samples],
+                              device=input_ids.device)
         markers = (input_ids == self.tokens.media).sum(-1)
         for i in torch.nonzero(markers > counts).flatten().tolist():
             raise ValueError(
@@ -180,9 +183,11 @@ class Flamingo(BaseModel):
                                              text['attention_mask'])
         return out
 
-    def loss(self, images: Union[torch.Tensor, Dict[str, Any], None],
-             data_samples: Union[List[DataSample], Dict[str, List]]
-             ) -> Dict[str, torch.Tensor]:
+    def loss(
+        self, images: Union[torch.Tensor, Dict[str, Any],
+                            None], data_samples: Union[List[DataSample],
+                                                       Dict[str, List]]
+    ) -> Dict[str, torch.Tensor]:
         """Next-token loss over ``data_sample.text`` (OpenFlamingo's labels).
 
         Each sample's tokens are weighted by its ``loss_weight`` metainfo
@@ -226,8 +231,7 @@ class Flamingo(BaseModel):
         return dict(loss=loss, nll=nll.detach(), num_tokens=num_tokens)
 
     @torch.no_grad()
-    def predict(self,
-                images: Optional[torch.Tensor],
+    def predict(self, images: Optional[torch.Tensor],
                 data_samples: List[DataSample],
                 **generation_cfg) -> List[DataSample]:
         """Generate after each sample's prompt (``data_sample.text``).
@@ -241,11 +245,12 @@ class Flamingo(BaseModel):
         cfg = {**self.generation_cfg, **generation_cfg}
         prompt = self._tokenize([s.text for s in data_samples], 'left')
         num_media = self._num_media(data_samples, prompt['input_ids'])
-        generated = self.head.generate(prompt['input_ids'],
-                                       prompt['attention_mask'],
-                                       self.extract_media(images),
-                                       num_media=num_media,
-                                       **cfg)
+        generated = self.head.generate(
+            prompt['input_ids'],
+            prompt['attention_mask'],
+            self.extract_media(images),
+            num_media=num_media,
+            **cfg)
         new_tokens = generated[:, prompt['input_ids'].shape[1]:]
         texts = self.tokenizer.batch_decode(
             new_tokens, skip_special_tokens=True)
@@ -294,7 +299,10 @@ class Flamingo(BaseModel):
 
 
 def _frozen_names(model: Flamingo) -> set:
-    return {name for name, p in model.named_parameters() if not p.requires_grad}
+    return {
+        name
+        for name, p in model.named_parameters() if not p.requires_grad
+    }
 
 
 def _drop_frozen_weights(model: Flamingo, state_dict: dict, prefix: str,

@@ -24,20 +24,37 @@ _CORPUS = [
 ]
 
 TINY_LM_CONFIGS = {
-    'llama': dict(model_type='llama', num_attention_heads=4,
-                  num_key_value_heads=2),
-    'mistral': dict(model_type='mistral', num_attention_heads=4,
-                    num_key_value_heads=2, sliding_window=None),
-    'qwen2': dict(model_type='qwen2', num_attention_heads=4,
-                  num_key_value_heads=2),
-    'gemma': dict(model_type='gemma', num_attention_heads=4,
-                  num_key_value_heads=1, head_dim=16),
-    'phi': dict(model_type='phi', num_attention_heads=4),
-    'opt': dict(model_type='opt', num_attention_heads=4, ffn_dim=128,
-                word_embed_proj_dim=64, max_position_embeddings=512),
-    'gpt2': dict(model_type='gpt2', n_head=4, n_positions=512),
-    'gpt_neox': dict(model_type='gpt_neox', num_attention_heads=4),
-    'mpt': dict(model_type='mpt', n_heads=4, max_seq_len=512),
+    'llama':
+    dict(model_type='llama', num_attention_heads=4, num_key_value_heads=2),
+    'mistral':
+    dict(
+        model_type='mistral',
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=None),
+    'qwen2':
+    dict(model_type='qwen2', num_attention_heads=4, num_key_value_heads=2),
+    'gemma':
+    dict(
+        model_type='gemma',
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16),
+    'phi':
+    dict(model_type='phi', num_attention_heads=4),
+    'opt':
+    dict(
+        model_type='opt',
+        num_attention_heads=4,
+        ffn_dim=128,
+        word_embed_proj_dim=64,
+        max_position_embeddings=512),
+    'gpt2':
+    dict(model_type='gpt2', n_head=4, n_positions=512),
+    'gpt_neox':
+    dict(model_type='gpt_neox', num_attention_heads=4),
+    'mpt':
+    dict(model_type='mpt', n_heads=4, max_seq_len=512),
 }
 
 
@@ -62,11 +79,16 @@ def tiny_lm_config(model_type: str = 'llama',
     elif model_type == 'gpt2':
         cfg.update(n_embd=hidden_size, n_layer=num_layers)
     elif model_type == 'opt':
-        cfg.update(hidden_size=hidden_size, num_hidden_layers=num_layers,
-                   ffn_dim=2 * hidden_size, word_embed_proj_dim=hidden_size)
+        cfg.update(
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            ffn_dim=2 * hidden_size,
+            word_embed_proj_dim=hidden_size)
     else:
-        cfg.update(hidden_size=hidden_size, num_hidden_layers=num_layers,
-                   intermediate_size=2 * hidden_size)
+        cfg.update(
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            intermediate_size=2 * hidden_size)
     cfg.update(vocab_size=vocab_size, **overrides)
     return cfg
 
@@ -86,8 +108,8 @@ def build_tiny_tokenizer(save_dir: str, vocab_size: int = 320) -> str:
     """
     if osp.isfile(osp.join(save_dir, 'tokenizer.json')):
         return save_dir
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from tokenizers import trainers
+    from tokenizers import (Tokenizer, decoders, models, pre_tokenizers,
+                            trainers)
     from transformers import PreTrainedTokenizerFast
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

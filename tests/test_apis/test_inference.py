@@ -11,7 +11,8 @@ from mmflamingo.apis import inference_model, init_model
 from mmflamingo.testing import tiny_flamingo_config
 
 ROOT = Path(__file__).parents[2]
-DEMO_CONFIG = ROOT / 'configs/flamingo/flamingo_tinyclip-tinyllama_random_demo.py'
+DEMO_CONFIG = (
+    ROOT / 'configs/flamingo/flamingo_tinyclip-tinyllama_random_demo.py')
 PROMPT = ('<image>Output: a red circle.<|endofchunk|>'
           '<image>Output: a blue square.<|endofchunk|><image>Output:')
 
@@ -45,10 +46,12 @@ def test_init_model_and_inference(tokenizer_dir, tmp_path):
 def test_inference_video(tokenizer_dir):
     torch.manual_seed(0)
     model = init_model(_config(tokenizer_dir))
-    frames = [np.random.RandomState(i).randint(0, 255, (32, 32, 3)).astype(
-        np.uint8) for i in range(3)]
-    result = inference_model(model, [frames], '<image>Output:',
-                             max_new_tokens=3)
+    frames = [
+        np.random.RandomState(i).randint(0, 255, (32, 32, 3)).astype(np.uint8)
+        for i in range(3)
+    ]
+    result = inference_model(
+        model, [frames], '<image>Output:', max_new_tokens=3)
     assert isinstance(result.pred_caption, str)
 
 
@@ -56,8 +59,11 @@ def test_init_model_loads_checkpoint(tokenizer_dir, tmp_path, set_gates):
     torch.manual_seed(0)
     trained = init_model(_config(tokenizer_dir))
     set_gates(trained, 0.7)
-    state = {k: v for k, v in trained.state_dict().items()
-             if k.startswith(('neck.', 'head.xattn_blocks.'))}
+    state = {
+        k: v
+        for k, v in trained.state_dict().items()
+        if k.startswith(('neck.', 'head.xattn_blocks.'))
+    }
     path = str(tmp_path / 'trained.pth')
     torch.save(state, path)
     torch.manual_seed(1)
@@ -69,13 +75,19 @@ def test_init_model_loads_checkpoint(tokenizer_dir, tmp_path, set_gates):
 def test_demo_script_runs_the_demo_config(tmp_path):
     assets = tmp_path / 'assets'
     subprocess.run(
-        [sys.executable, 'tools/misc/make_tiny_assets.py', str(assets)],
-        cwd=ROOT, check=True)
+        [sys.executable, 'tools/misc/make_tiny_assets.py',
+         str(assets)],
+        cwd=ROOT,
+        check=True)
     images = sorted(str(p) for p in (assets / 'images').glob('*.png'))[:3]
-    out = subprocess.run(
-        [sys.executable, 'demo/fewshot_demo.py', str(DEMO_CONFIG),
-         '--media', *images, '--prompt', PROMPT, '--max-new-tokens', '4',
-         '--cfg-options',
-         f'model.tokenizer.pretrained={assets / "tokenizer"}'],
-        cwd=ROOT, check=True, capture_output=True, text=True)
+    out = subprocess.run([
+        sys.executable, 'demo/fewshot_demo.py',
+        str(DEMO_CONFIG), '--media', *images, '--prompt', PROMPT,
+        '--max-new-tokens', '4', '--cfg-options',
+        f'model.tokenizer.pretrained={assets / "tokenizer"}'
+    ],
+                         cwd=ROOT,
+                         check=True,
+                         capture_output=True,
+                         text=True)
     assert 'generated:' in out.stdout

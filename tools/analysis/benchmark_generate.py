@@ -32,8 +32,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--vision-layers', type=int, default=4)
     parser.add_argument('--image-size', type=int, default=112)
     parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--shots', type=int, default=4,
-                        help='demos per prompt (images = shots + 1)')
+    parser.add_argument(
+        '--shots',
+        type=int,
+        default=4,
+        help='demos per prompt (images = shots + 1)')
     parser.add_argument('--num-beams', type=int, default=3)
     parser.add_argument('--new-tokens', type=int, default=20)
     parser.add_argument('--repeats', type=int, default=3)
@@ -46,9 +49,9 @@ def make_prompts(batch_size: int, shots: int, seed: int = 0):
     rng = random.Random(seed)
     prompts = []
     for _ in range(batch_size):
-        demos = ''.join(
-            '<image>Output:' + ' '.join(rng.choices(WORDS, k=rng.randint(
-                4, 12))) + '.<|endofchunk|>' for _ in range(shots))
+        demos = ''.join('<image>Output:' +
+                        ' '.join(rng.choices(WORDS, k=rng.randint(4, 12))) +
+                        '.<|endofchunk|>' for _ in range(shots))
         prompts.append(demos + '<image>Output:')
     return prompts
 
@@ -78,15 +81,26 @@ def main() -> None:
             image_size=args.image_size,
             patch_size=16)
     tokenizer.padding_side = 'left'
-    text = tokenizer(make_prompts(args.batch_size, args.shots),
-                     padding='longest', return_tensors='pt')
+    text = tokenizer(
+        make_prompts(args.batch_size, args.shots),
+        padding='longest',
+        return_tensors='pt')
     num_images = args.shots + 1
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(args.batch_size, num_images, 1, 3, args.image_size,
-                         args.image_size, generator=generator)
+    images = torch.randn(
+        args.batch_size,
+        num_images,
+        1,
+        3,
+        args.image_size,
+        args.image_size,
+        generator=generator)
     media_id = tokenizer.convert_tokens_to_ids('<image>')
-    gen = dict(num_beams=args.num_beams, max_new_tokens=args.new_tokens,
-               min_new_tokens=args.new_tokens, suppress_tokens=[media_id])
+    gen = dict(
+        num_beams=args.num_beams,
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+        suppress_tokens=[media_id])
 
     def run_openflamingo():
         with torch.no_grad():
@@ -97,8 +111,7 @@ def main() -> None:
         with torch.no_grad():
             media = mm_model.extract_media(images)
             return mm_model.head.generate(text['input_ids'],
-                                          text['attention_mask'], media,
-                                          **gen)
+                                          text['attention_mask'], media, **gen)
 
     mm_time, mm_out = timed(run_mmflamingo, args.repeats)
     of_time, of_out = timed(run_openflamingo, args.repeats)

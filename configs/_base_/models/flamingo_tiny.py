@@ -14,7 +14,10 @@ model = dict(
             image_size=64,
             patch_size=16)),
     neck=dict(
-        type='PerceiverResampler', depth=2, dim_head=16, heads=4,
+        type='PerceiverResampler',
+        depth=2,
+        dim_head=16,
+        heads=4,
         num_latents=8),
     head=dict(
         type='FlamingoLMHead',

@@ -93,7 +93,8 @@ class PackFlamingoInputs(BaseTransform):
             Defaults to ``()``.
     """
 
-    def __init__(self, text_key: str = 'text',
+    def __init__(self,
+                 text_key: str = 'text',
                  meta_keys: Sequence[str] = ()) -> None:
         self.text_key = text_key
         self.meta_keys = tuple(meta_keys)
@@ -118,13 +119,16 @@ class PackFlamingoInputs(BaseTransform):
         return dict(inputs=inputs.contiguous(), data_samples=sample)
 
 
-def media_pipeline(size: int, text_key: str = 'text',
+def media_pipeline(size: int,
+                   text_key: str = 'text',
                    meta_keys: Optional[Sequence[str]] = None) -> List[dict]:
     """The inference pipeline: load, resize and pack the media of a prompt.
     """
     return [
         dict(type='LoadMedia'),
         dict(type='ResizeMedia', size=size),
-        dict(type='PackFlamingoInputs', text_key=text_key,
-             meta_keys=meta_keys or ())
+        dict(
+            type='PackFlamingoInputs',
+            text_key=text_key,
+            meta_keys=meta_keys or ())
     ]

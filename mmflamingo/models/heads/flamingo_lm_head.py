@@ -11,7 +11,8 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmflamingo.registry import MODELS
-from ..layers import ExtendedEmbedding, ExtendedLMHead, GatedCrossAttentionBlock
+from ..layers import (ExtendedEmbedding, ExtendedLMHead,
+                      GatedCrossAttentionBlock)
 from ..utils import (FlamingoTokens, build_causal_lm, find_decoder_layers,
                      lm_hidden_size)
 
@@ -103,7 +104,8 @@ class FlamingoLMHead(BaseModule):
             if (i + offset) % cross_attn_every_n_layers == 0
         ]
         self.xattn_blocks = nn.ModuleDict({
-            str(i): GatedCrossAttentionBlock(
+            str(i):
+            GatedCrossAttentionBlock(
                 lm_hidden_size(self.lm),
                 dim_visual,
                 only_attend_last_media=only_attend_last_media,
@@ -113,8 +115,7 @@ class FlamingoLMHead(BaseModule):
         for i in self.xattn_layers:
             layers[i].register_forward_pre_hook(
                 partial(self._cross_attend, str(i)), with_kwargs=True)
-        self.lm.register_forward_pre_hook(
-            self._locate_media, with_kwargs=True)
+        self.lm.register_forward_pre_hook(self._locate_media, with_kwargs=True)
         self._visual: Optional[_VisualInputs] = None
         self._lm_takes_position_ids = 'position_ids' in inspect.signature(
             self.lm.forward).parameters
@@ -148,10 +149,11 @@ class FlamingoLMHead(BaseModule):
 
     # ---------------------------------------------------------------- calls
     @contextlib.contextmanager
-    def visual_inputs(self, media: Optional[torch.Tensor],
-                      prompt_ids: torch.Tensor,
-                      num_media: Optional[torch.Tensor] = None
-                      ) -> Iterator[None]:
+    def visual_inputs(
+            self,
+            media: Optional[torch.Tensor],
+            prompt_ids: torch.Tensor,
+            num_media: Optional[torch.Tensor] = None) -> Iterator[None]:
         """Make ``media`` visible to the cross-attention during the block.
 
         The media keys and values are projected once here, for every layer,
@@ -175,9 +177,8 @@ class FlamingoLMHead(BaseModule):
             num_media = prompt_ids.new_zeros(batch)
         else:
             if media.dim() != 4 or media.shape[0] != batch:
-                raise ValueError(
-                    f'media must be (B={batch}, N, L, D), got '
-                    f'{tuple(media.shape)}')
+                raise ValueError(f'media must be (B={batch}, N, L, D), got '
+                                 f'{tuple(media.shape)}')
             num_latents = media.shape[2]
             media_kv = {
                 name: block.project_media(media.to(block.ff_gate.dtype))
@@ -313,7 +314,8 @@ class FlamingoLMHead(BaseModule):
         # an <image> token generated without an image has nothing to show
         generate_kwargs.setdefault('suppress_tokens', [self.tokens.media])
         with self.visual_inputs(media, input_ids, num_media):
-            if generate_kwargs.get('use_cache', True) and input_ids.shape[1] > 1:
+            if generate_kwargs.get('use_cache',
+                                   True) and input_ids.shape[1] > 1:
                 # ``generate`` would run the prompt once per beam; run it
                 # once per sample instead and give every beam a copy of the
                 # cache. The last prompt token is left for ``generate``.
@@ -328,8 +330,11 @@ class FlamingoLMHead(BaseModule):
                 **generate_kwargs)
 
     @torch.no_grad()
-    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              media: Optional[torch.Tensor], continuation_ids: torch.Tensor,
+    def score(self,
+              input_ids: torch.Tensor,
+              attention_mask: torch.Tensor,
+              media: Optional[torch.Tensor],
+              continuation_ids: torch.Tensor,
               continuation_mask: torch.Tensor,
               num_media: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Log-likelihood of continuations after a prompt, prompt cached.
@@ -350,8 +355,8 @@ class FlamingoLMHead(BaseModule):
         """
         batch, num_cont, cont_len = continuation_ids.shape
         with self.visual_inputs(media, input_ids, num_media):
-            prompt = self.lm(**self._lm_kwargs(input_ids, attention_mask,
-                                               None, True))
+            prompt = self.lm(
+                **self._lm_kwargs(input_ids, attention_mask, None, True))
             cache = _repeat_cache(prompt.past_key_values, num_cont)
             flat_ids = continuation_ids.flatten(0, 1)  # (B * C, Lc)
             flat_mask = continuation_mask.flatten(0, 1)
@@ -362,8 +367,8 @@ class FlamingoLMHead(BaseModule):
         # the prompt's last logits predict each continuation's first token
         first = prompt.logits[:, -1:].repeat_interleave(num_cont, 0)
         logits = torch.cat((first, out.logits[:, :-1]), dim=1).float()
-        logprobs = logits.log_softmax(-1).gather(
-            -1, flat_ids[..., None])[..., 0]
+        logprobs = logits.log_softmax(-1).gather(-1, flat_ids[..., None])[...,
+                                                                          0]
         logprobs = (logprobs * flat_mask).sum(-1)
         return logprobs.view(batch, num_cont)
 

@@ -1,4 +1,4 @@
-"""Attention blocks of Flamingo: the Perceiver's and the masked cross-attention.
+"""Attention blocks of Flamingo: the Perceiver's and the masked one.
 
 Both use ``torch.nn.functional.scaled_dot_product_attention`` so that fused
 kernels are picked where the hardware has them.
@@ -109,7 +109,7 @@ class MaskedCrossAttention(nn.Module):
         return _split_heads(k, self.heads), _split_heads(v, self.heads)
 
     def forward(self, x: torch.Tensor, media_kv: Tuple[torch.Tensor,
-                                                        torch.Tensor],
+                                                       torch.Tensor],
                 media_index: torch.Tensor, num_latents: int) -> torch.Tensor:
         """Attend from text to media.
 
@@ -128,8 +128,7 @@ class MaskedCrossAttention(nn.Module):
             Tensor: ``(B * K, S, D)``; zero for tokens that follow no image.
         """
         bias = self.attention_bias(media_index, media_kv[0].shape[0],
-                                   media_kv[0].shape[2], num_latents,
-                                   x.dtype)
+                                   media_kv[0].shape[2], num_latents, x.dtype)
         return self.attend(x, media_kv, bias, media_index > 0)
 
     def attention_bias(self, media_index: torch.Tensor, batch: int,
@@ -155,7 +154,7 @@ class MaskedCrossAttention(nn.Module):
         return bias.masked_fill_(~visible, torch.finfo(dtype).min)
 
     def attend(self, x: torch.Tensor, media_kv: Tuple[torch.Tensor,
-                                                       torch.Tensor],
+                                                      torch.Tensor],
                bias: torch.Tensor, has_media: torch.Tensor) -> torch.Tensor:
         """Attend given the mask from :meth:`attention_bias`.
 
@@ -171,8 +170,7 @@ class MaskedCrossAttention(nn.Module):
         q = self.to_q(self.norm(x))
         # group the K rows of a sample so that they share its keys/values:
         # (B * K, S, H * Dh) -> (B, H, K * S, Dh)
-        q = _split_heads(q.reshape(batch, rows // batch * seq, -1),
-                         self.heads)
+        q = _split_heads(q.reshape(batch, rows // batch * seq, -1), self.heads)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias.to(q.dtype))
         # (B, H, K * S, Dh) -> (B * K, S, H * Dh)

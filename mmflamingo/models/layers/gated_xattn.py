@@ -52,7 +52,7 @@ class GatedCrossAttentionBlock(nn.Module):
         return self.attn.project_media(media)
 
     def forward(self, x: torch.Tensor, media_kv: Tuple[torch.Tensor,
-                                                        torch.Tensor],
+                                                       torch.Tensor],
                 media_index: torch.Tensor, num_latents: int) -> torch.Tensor:
         """Apply the block; arguments as :meth:`MaskedCrossAttention.forward`.
         """
@@ -62,7 +62,7 @@ class GatedCrossAttentionBlock(nn.Module):
         return self.gated(x, media_kv, bias, media_index > 0)
 
     def gated(self, x: torch.Tensor, media_kv: Tuple[torch.Tensor,
-                                                      torch.Tensor],
+                                                     torch.Tensor],
               bias: torch.Tensor, has_media: torch.Tensor) -> torch.Tensor:
         """Apply the block given a precomputed attention mask (see
         :meth:`MaskedCrossAttention.attend`)."""

@@ -12,14 +12,14 @@ def _summarise(keys: List[str], depth: int = 3) -> str:
     groups = defaultdict(int)
     for key in keys:
         groups['.'.join(key.split('.')[:depth])] += 1
-    return ', '.join(f'{prefix}.* ({n})' for prefix, n in sorted(
-        groups.items()))
+    return ', '.join(f'{prefix}.* ({n})'
+                     for prefix, n in sorted(groups.items()))
 
 
-def load_flamingo_checkpoint(model: nn.Module,
-                             path: str,
-                             logger: str = 'current'
-                             ) -> Tuple[List[str], List[str]]:
+def load_flamingo_checkpoint(
+        model: nn.Module,
+        path: str,
+        logger: str = 'current') -> Tuple[List[str], List[str]]:
     """Load trained weights into ``model`` and report honestly, in brief.
 
     Flamingo checkpoints hold the trained parameters (perceiver,
@@ -57,6 +57,8 @@ def load_flamingo_checkpoint(model: nn.Module,
     if result.unexpected_keys:
         lines.append(f'UNEXPECTED tensors ({len(result.unexpected_keys)}): '
                      f'{_summarise(result.unexpected_keys)}')
-    print_log(' '.join(lines), logger=MMLogger.get_current_instance()
-              if logger == 'current' else logger)
+    print_log(
+        ' '.join(lines),
+        logger=MMLogger.get_current_instance()
+        if logger == 'current' else logger)
     return missing_trained, list(result.unexpected_keys)

@@ -129,9 +129,9 @@ def get_attr_path(obj, path: str):
     return obj
 
 
-def find_decoder_layers(lm: nn.Module,
-                        attr_path: Optional[str] = None
-                        ) -> Tuple[str, nn.ModuleList]:
+def find_decoder_layers(
+        lm: nn.Module,
+        attr_path: Optional[str] = None) -> Tuple[str, nn.ModuleList]:
     """Find the ``nn.ModuleList`` of decoder layers of any causal LM.
 
     It is the module list whose length is the config's number of layers
