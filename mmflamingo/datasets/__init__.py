@@ -1,1 +1,14 @@
+from .base_dataset import (SAMPLE_ERRORS, BaseFlamingoDataset, FilteredSample,
+                           UnusableSample)
+from .dataset_wrappers import LossWeightedDataset
+from .image_text import CocoCaptionPairs, JsonlImageText, WebDatasetImageText
+from .interleaved import MMC4Interleaved, WebDatasetInterleaved
 from .transforms import *  # noqa: F401,F403
+from .video_text import VideoTextPairs
+
+__all__ = [
+    'BaseFlamingoDataset', 'UnusableSample', 'FilteredSample', 'SAMPLE_ERRORS',
+    'LossWeightedDataset', 'CocoCaptionPairs', 'JsonlImageText',
+    'WebDatasetImageText', 'MMC4Interleaved', 'WebDatasetInterleaved',
+    'VideoTextPairs'
+]

@@ -34,7 +34,7 @@ def load_rgb(item: MediaInput) -> np.ndarray:
             return np.asarray(img.convert('RGB'))
     except FileNotFoundError:
         raise FileNotFoundError(f'image not found: {item}') from None
-    except OSError as e:
+    except (OSError, Image.DecompressionBombError) as e:
         raise ValueError(f'cannot read image {item}: {e}') from None
 
 

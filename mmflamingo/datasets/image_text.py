@@ -1,0 +1,264 @@
+"""Image-text pairs (COCO captions, JSON lines, LAION / CC WebDataset shards).
+
+Every pair becomes OpenFlamingo's LAION sequence
+``<image>{caption}<|endofchunk|>{eos}``, the caption stripped of surrounding
+whitespace, truncated to 32 tokens by default as OpenFlamingo does.
+"""
+import json
+import logging
+import os.path as osp
+from typing import List, Optional, Sequence, Tuple, Union
+
+from mmengine.logging import print_log
+
+from mmflamingo.models.utils.hf_utils import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
+from mmflamingo.registry import DATASETS
+from .base_dataset import UnusableSample
+from .sequence_dataset import (BaseSequenceDataset, check_dir, check_file,
+                               image_from_bytes)
+from .tar_shards import expand_paths, group_samples, list_members, read_member
+from .transforms.media import MediaInput
+
+# the image extensions of a WebDataset sample, by preference
+IMAGE_EXTENSIONS = ('jpg', 'jpeg', 'png', 'webp')
+
+
+class BaseImageTextDataset(BaseSequenceDataset):
+    """Base of the image-text pair datasets: builds each pair's text.
+
+    Subclasses list the pairs (``load_data_list``) and read one
+    (:meth:`read_pair`). A caption that is empty after stripping raises
+    :class:`UnusableSample` when the sample is loaded, so training skips it
+    with a warning (see :class:`BaseFlamingoDataset`).
+
+    Args:
+        tokenizer (dict): The model's tokenizer config (its eos token ends
+            every sequence; truncation counts its tokens).
+        max_tokens (int, optional): Truncate each sequence to this many
+            tokens, as OpenFlamingo does for LAION. Defaults to 32.
+        **kwargs: :class:`mmengine.dataset.BaseDataset` arguments.
+    """
+
+    def __init__(self,
+                 tokenizer: dict,
+                 max_tokens: Optional[int] = 32,
+                 **kwargs) -> None:
+        super().__init__(tokenizer=tokenizer, max_tokens=max_tokens, **kwargs)
+
+    def read_pair(self, info: dict) -> Tuple[MediaInput, str]:
+        """The image (path, PIL image or array) and raw caption of a pair.
+        """
+        return info['img_path'], info['caption']
+
+    def load_sample(self, info: dict) -> dict:
+        image, caption = self.read_pair(info)
+        caption = caption.strip()
+        if not caption:
+            raise UnusableSample(f'empty caption in {info["source"]}')
+        text, _ = self.truncate(
+            f'{MEDIA_TOKEN}{caption}{END_OF_CHUNK_TOKEN}{self.eos_token}')
+        return dict(
+            media=[image],
+            text=text,
+            source=info['source'],
+            sample_idx=info['sample_idx'])
+
+
+@DATASETS.register_module()
+class CocoCaptionPairs(BaseImageTextDataset):
+    """COCO captions: one sample per caption.
+
+    The annotation file is COCO's ``captions_*.json``:
+    ``{"images": [{"id", "file_name"}], "annotations": [{"image_id",
+    "caption"}]}``; ``img_path`` is ``file_name`` under
+    ``data_prefix['img_path']``.
+
+    Args:
+        ann_file (str): The annotation file (relative to ``data_root``).
+        tokenizer (dict): The model's tokenizer config.
+        data_prefix (dict): ``img_path``: the image directory. Defaults to
+            ``dict(img_path='')``.
+        max_tokens (int, optional): Defaults to 32.
+        **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments.
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 tokenizer: dict,
+                 data_prefix: dict = dict(img_path=''),
+                 max_tokens: Optional[int] = 32,
+                 **kwargs) -> None:
+        super().__init__(
+            tokenizer=tokenizer,
+            max_tokens=max_tokens,
+            ann_file=ann_file,
+            data_prefix=data_prefix,
+            **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        check_file(self.ann_file, 'ann_file')
+        image_dir = self.data_prefix['img_path']
+        check_dir(image_dir, "data_prefix['img_path']")
+        with open(self.ann_file, encoding='utf-8') as f:
+            coco = json.load(f)
+        files = {image['id']: image['file_name'] for image in coco['images']}
+        data_list = []
+        for ann in coco['annotations']:
+            if ann.get('image_id') not in files:
+                raise ValueError(
+                    f'{self.ann_file}: annotation {ann.get("id")} names '
+                    f'image_id {ann.get("image_id")}, which is not in '
+                    '"images"')
+            if not isinstance(ann.get('caption'), str):
+                raise ValueError(f'{self.ann_file}: annotation '
+                                 f'{ann.get("id")} has no "caption" string')
+            path = osp.join(image_dir, files[ann['image_id']])
+            data_list.append(
+                dict(
+                    img_path=path,
+                    caption=ann['caption'],
+                    source=f'{path} (caption {ann.get("id")})'))
+        return data_list
+
+
+@DATASETS.register_module()
+class JsonlImageText(BaseImageTextDataset):
+    """Image-text pairs from a JSON-lines file.
+
+    Each line is ``{"image": path, "caption": str}``, the path relative to
+    ``data_prefix['img_path']``; blank lines are ignored.
+
+    Args:
+        ann_file (str): The ``.jsonl`` file (relative to ``data_root``).
+        tokenizer (dict): The model's tokenizer config.
+        data_prefix (dict): ``img_path``: the image directory. Defaults to
+            ``dict(img_path='')``.
+        max_tokens (int, optional): Defaults to 32.
+        **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments.
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 tokenizer: dict,
+                 data_prefix: dict = dict(img_path=''),
+                 max_tokens: Optional[int] = 32,
+                 **kwargs) -> None:
+        super().__init__(
+            tokenizer=tokenizer,
+            max_tokens=max_tokens,
+            ann_file=ann_file,
+            data_prefix=data_prefix,
+            **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        """Read the file; a malformed line raises, naming it."""
+        check_file(self.ann_file, 'ann_file')
+        image_dir = self.data_prefix['img_path']
+        check_dir(image_dir, "data_prefix['img_path']")
+        data_list = []
+        with open(self.ann_file, encoding='utf-8') as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    image, caption = record['image'], record['caption']
+                    if not (isinstance(image, str)
+                            and isinstance(caption, str)):
+                        raise TypeError('not strings')
+                except (ValueError, KeyError, TypeError) as error:
+                    raise ValueError(
+                        f'{self.ann_file}:{line_no}: expected a JSON object '
+                        f'with "image" and "caption" strings ({error!r})'
+                    ) from None
+                path = osp.join(image_dir, image)
+                data_list.append(
+                    dict(
+                        img_path=path,
+                        caption=caption,
+                        source=f'{path} ({self.ann_file}:{line_no})'))
+        return data_list
+
+
+@DATASETS.register_module()
+class WebDatasetImageText(BaseImageTextDataset):
+    """Image-text pairs in WebDataset tar shards, as LAION and CC ship.
+
+    A sample is the members sharing a key: an image ``KEY.jpg`` (or
+    ``.jpeg``, ``.png``, ``.webp``) and its caption, ``KEY.txt`` or else the
+    ``caption_key`` field of ``KEY.json``. Keys without both an image and a
+    caption are left out (counted in the log), as OpenFlamingo filters them.
+
+    At construction the member headers of every shard are scanned
+    (:func:`list_members`: seeks only, no data read), so the dataset is
+    indexable: any sampler works and resuming is exact. Samples are read
+    with one seek each. Shards must be uncompressed tars, as WebDataset
+    writes them.
+
+    Args:
+        shards (str | Sequence[str]): Shard paths, with ``{0000..0999}``
+            / ``{a,b}`` braces or globs (relative to ``data_root``).
+        tokenizer (dict): The model's tokenizer config.
+        caption_key (str): Caption field of ``KEY.json``. Defaults to
+            ``'caption'``.
+        max_tokens (int, optional): Defaults to 32.
+        **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments.
+    """
+
+    def __init__(self,
+                 shards: Union[str, Sequence[str]],
+                 tokenizer: dict,
+                 caption_key: str = 'caption',
+                 max_tokens: Optional[int] = 32,
+                 **kwargs) -> None:
+        self.shard_patterns = shards
+        self.caption_key = caption_key
+        self.shards: List[str] = []
+        super().__init__(tokenizer=tokenizer, max_tokens=max_tokens, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        self.shards = expand_paths(self.shard_patterns, self.data_root)
+        data_list, incomplete = [], 0
+        for shard, path in enumerate(self.shards):
+            for key, exts in group_samples(list_members(path)).items():
+                image = next((e for e in IMAGE_EXTENSIONS if e in exts), None)
+                caption = next((e for e in ('txt', 'json') if e in exts), None)
+                if image is None or caption is None:
+                    incomplete += 1
+                    continue
+                data_list.append(
+                    dict(
+                        shard=shard,
+                        key=key,
+                        image=(image, exts[image]),
+                        caption=(caption, exts[caption])))
+        print_log(
+            f'{type(self).__name__}: {len(data_list)} samples in '
+            f'{len(self.shards)} shards; {incomplete} keys without an image '
+            'or a caption left out',
+            logger='current',
+            level=logging.INFO)
+        return data_list
+
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        info['source'] = f'{self.shards[info["shard"]]}:{info["key"]}'
+        return info
+
+    def _read(self, info: dict, field: str) -> Tuple[str, bytes]:
+        ext, location = info[field]
+        name = f'{info["key"]}.{ext}'
+        return ext, read_member(self.shards[info['shard']], location, name)
+
+    def read_pair(self, info: dict) -> Tuple[MediaInput, str]:
+        _, image = self._read(info, 'image')
+        ext, caption = self._read(info, 'caption')
+        caption = caption.decode('utf-8')
+        if ext == 'json':
+            record = json.loads(caption)
+            if not (isinstance(record, dict)
+                    and isinstance(record.get(self.caption_key), str)):
+                raise UnusableSample(f'{info["source"]}.json has no '
+                                     f'"{self.caption_key}" string')
+            caption = record[self.caption_key]
+        return image_from_bytes(image, info['source']), caption
