@@ -1,0 +1,3 @@
+from .mixture_loop import MixtureTrainLoop
+
+__all__ = ['MixtureTrainLoop']
