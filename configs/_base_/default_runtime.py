@@ -6,9 +6,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
-        type='CheckpointHook',
-        by_epoch=False,
-        interval=5000,
+        type='CheckpointHook', by_epoch=False, interval=5000,
         max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )

@@ -19,6 +19,5 @@ param_scheduler = [
 ]
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 train_cfg = dict(max_iters=40)
-default_hooks = dict(
-    logger=dict(interval=5), checkpoint=dict(interval=20))
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=20))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -5,8 +5,8 @@
 optim_wrapper = dict(
     type='OptimWrapper',
     constructor='TrainableOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999),
-                   weight_decay=0.1),
+    optimizer=dict(
+        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(
         custom_keys={
@@ -24,5 +24,5 @@ param_scheduler = [
         end=warmup_iters),
 ]
 # each optimizer step takes one batch from every dataset (see MixtureTrainLoop)
-train_cfg = dict(type='MixtureTrainLoop', max_iters=250000,
-                 strategy='accumulate')
+train_cfg = dict(
+    type='MixtureTrainLoop', max_iters=250000, strategy='accumulate')
