@@ -169,19 +169,20 @@ class Flamingo(BaseModel):
             return self._forward_text(images, data_samples, 'right').logits
         raise RuntimeError(f'invalid mode "{mode}"')
 
-    def _forward_text(self, images, data_samples, padding_side: str):
+    def _tokenize_samples(self, data_samples, padding_side: str):
         text = self._tokenize([s.text for s in data_samples],
                               padding_side,
                               truncate=True)
-        num_media = self._num_media(data_samples, text['input_ids'])
-        out = self.head(
+        text['num_media'] = self._num_media(data_samples, text['input_ids'])
+        return text
+
+    def _forward_text(self, images, data_samples, padding_side: str):
+        text = self._tokenize_samples(data_samples, padding_side)
+        return self.head(
             text['input_ids'],
             text['attention_mask'],
             self.extract_media(images),
-            num_media=num_media)
-        out.input_ids, out.attention_mask = (text['input_ids'],
-                                             text['attention_mask'])
-        return out
+            num_media=text['num_media'])
 
     def loss(
         self, images: Union[torch.Tensor, Dict[str, Any],
@@ -210,25 +211,32 @@ class Flamingo(BaseModel):
             logs['num_tokens'] = sum(v for k, v in logs.items()
                                      if k.endswith('_tokens'))
             return dict(loss=total, **logs)
-        out = self._forward_text(images, data_samples, 'right')
-        labels = build_labels(out.input_ids, out.attention_mask,
+        text = self._tokenize_samples(data_samples, 'right')
+        labels = build_labels(text['input_ids'], text['attention_mask'],
                               self.tokens.media, self.tokens.end_of_chunk)
         # each position predicts the next token; the last predicts nothing
         labels = F.pad(labels[:, 1:], (0, 1), value=-100)
+        learned = labels != -100  # (B, S)
+        # logits only where a token is learned: no output projection for
+        # padding and unlearned text
+        logits = self.head(
+            text['input_ids'],
+            text['attention_mask'],
+            self.extract_media(images),
+            num_media=text['num_media'],
+            logits_positions=learned).logits[0]  # (N, V)
         token_loss = F.cross_entropy(
-            out.logits.flatten(0, 1).float(),
-            labels.flatten(),
-            ignore_index=-100,
-            reduction='none').view(labels.shape)  # (B, S)
+            logits.float(), labels[learned], reduction='none')  # (N, )
         weights = token_loss.new_tensor(
             [s.get('loss_weight', 1.0) for s in data_samples])
+        # the sample each learned token belongs to
+        rows = learned.nonzero()[:, 0]
         # a batch with nothing to learn (e.g. text only) gives 0, not 0 / 0
-        num_tokens = labels.ne(-100).sum()
+        num_tokens = learned.sum()
         denominator = num_tokens.clamp(min=1)
-        num_tokens = num_tokens.float()  # mmengine averages log values
         nll = token_loss.sum() / denominator
-        loss = (token_loss.sum(-1) * weights).sum() / denominator
-        return dict(loss=loss, nll=nll.detach(), num_tokens=num_tokens)
+        loss = (token_loss * weights[rows]).sum() / denominator
+        return dict(loss=loss, nll=nll.detach(), num_tokens=num_tokens.float())
 
     @torch.no_grad()
     def predict(self, images: Optional[torch.Tensor],

@@ -32,6 +32,7 @@ class _VisualInputs:
     num_latents: int
     media_index: Optional[torch.Tensor] = None  # (B * K, S), per LM call
     attn_bias: Optional[torch.Tensor] = None  # (B, 1, K * S, N * L), per call
+    logits_positions: Optional[torch.Tensor] = None  # (B, S) bool, see forward
 
 
 @MODELS.register_module()
@@ -116,6 +117,9 @@ class FlamingoLMHead(BaseModule):
             layers[i].register_forward_pre_hook(
                 partial(self._cross_attend, str(i)), with_kwargs=True)
         self.lm.register_forward_pre_hook(self._locate_media, with_kwargs=True)
+        output = self.lm.get_output_embeddings()
+        if output is not None:
+            output.register_forward_pre_hook(self._select_positions)
         self._visual: Optional[_VisualInputs] = None
         self._lm_takes_position_ids = 'position_ids' in inspect.signature(
             self.lm.forward).parameters
@@ -244,6 +248,15 @@ class FlamingoLMHead(BaseModule):
             return args, {**kwargs, 'hidden_states': x}
         return (x, *args[1:]), kwargs
 
+    def _select_positions(self, output_layer, args):
+        """Output-layer pre-hook: project only the positions asked for."""
+        positions = self._visual.logits_positions if self._visual else None
+        if positions is None:
+            return None
+        hidden = args[0]
+        # (B, S, D) -> (1, N, D): the selected positions, batch-major
+        return (hidden[positions][None], *args[1:])
+
     def _lm_kwargs(self, input_ids, attention_mask, past_key_values,
                    use_cache) -> dict:
         kwargs = dict(
@@ -265,7 +278,8 @@ class FlamingoLMHead(BaseModule):
                 media: Optional[torch.Tensor],
                 num_media: Optional[torch.Tensor] = None,
                 past_key_values=None,
-                use_cache: bool = False):
+                use_cache: bool = False,
+                logits_positions: Optional[torch.Tensor] = None):
         """Run the LM on text interleaved with ``media``.
 
         Args:
@@ -278,11 +292,17 @@ class FlamingoLMHead(BaseModule):
                 ``<image>`` tokens it holds must be counted by the caller:
                 use :meth:`score` for prompt caching.
             use_cache (bool): Return the KV cache.
+            logits_positions (Tensor, optional): ``(B, S)`` bool: compute
+                logits only there (a training loss needs them where a label
+                follows, not on padding or unlearned text); the output's
+                ``logits`` are then ``(1, N, V)`` for the N positions, in
+                batch-major order. Defaults to all positions, ``(B, S, V)``.
 
         Returns:
             ``transformers.modeling_outputs.CausalLMOutputWithPast``.
         """
         with self.visual_inputs(media, input_ids, num_media):
+            self._visual.logits_positions = logits_positions
             return self.lm(**self._lm_kwargs(input_ids, attention_mask,
                                              past_key_values, use_cache))
 

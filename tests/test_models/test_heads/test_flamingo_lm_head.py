@@ -350,3 +350,26 @@ def test_padded_media_slots_are_never_seen(build_flamingo):
                           torch.tensor([2, 2])).logits
     assert torch.equal(logits, same)
     assert not torch.allclose(logits[1], seen[1])
+
+
+def test_logits_positions_select_rows(arch, open_model):
+    """Logits asked for at some positions equal those rows of all logits."""
+    model, head = open_model, open_model.head
+    visual = media()
+    text = tokenize(model, PROMPTS, 'right')
+    keep = text['attention_mask'].bool().clone()
+    keep[:, ::3] = False  # an irregular selection
+    num_media = torch.tensor(NUM_MEDIA)
+    with torch.no_grad():
+        full = head(text['input_ids'], text['attention_mask'], visual,
+                    num_media).logits
+        some = head(
+            text['input_ids'],
+            text['attention_mask'],
+            visual,
+            num_media,
+            logits_positions=keep).logits
+    assert some.shape == (1, int(keep.sum()), full.shape[-1])
+    torch.testing.assert_close(some[0], full[keep], rtol=1e-5, atol=1e-5)
+    # control: the selection is not the identity
+    assert not torch.equal(keep, text['attention_mask'].bool())
