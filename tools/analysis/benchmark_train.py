@@ -73,7 +73,9 @@ def make_batch(tokenizer, batch_size: int, seq_len: int, num_images: int,
     """
     rng = random.Random(0)
     words = [w for w in tokenizer.get_vocab() if w.isalpha()]
-    chunk_words = seq_len // num_images // 2
+    # enough words to fill seq_len, few enough that every image fits in it
+    # (a word of this tokenizer is 1-3 tokens, about 2.5 on average)
+    chunk_words = round(seq_len / num_images / 2.5)
     texts = [
         ''.join('<image>' + ' '.join(rng.choices(words, k=chunk_words)) +
                 '<|endofchunk|>' for _ in range(num_images))
@@ -86,7 +88,11 @@ def make_batch(tokenizer, batch_size: int, seq_len: int, num_images: int,
         padding='max_length',
         return_tensors='pt')
     media_id = tokenizer.convert_tokens_to_ids('<image>')
-    kept = int((encoded['input_ids'] == media_id).sum(1).min())
+    kept = (encoded['input_ids'] == media_id).sum(1)
+    if not (kept == num_images).all():
+        raise ValueError(f'images cut by truncation ({kept.tolist()}): '
+                         'lower --images or raise --seq-len')
+    kept = num_images
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(
         batch_size, kept, 1, 3, image_size, image_size, generator=generator)
