@@ -13,7 +13,7 @@ strategy = dict(
     exclude_frozen_parameters=True)
 optim_wrapper = dict(
     _delete_=True,
-    type='DeepSpeedOptimWrapper',
+    type='NoGradStepDeepSpeedOptimWrapper',
     constructor='TrainableOptimWrapperConstructor',
     optimizer=dict(
         type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),

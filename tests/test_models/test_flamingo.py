@@ -409,3 +409,30 @@ def test_tensor_mode_shape(model, make_samples):
     assert logits.shape == (2, num_tokens,
                             model.tokens.num_base + model.tokens.num_new)
     assert len(model.tokenizer) == logits.shape[-1]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(
+        build_flamingo, make_samples, set_gates):
+    """Recomputing the frozen LM in backward changes no loss or gradient."""
+    texts = [
+        '<image>Output: a red circle.<|endofchunk|>',
+        '<image>Output: two<|endofchunk|><image>Output: blue'
+    ]
+    images = images_for(2, batch=2)
+    grads = {}
+    for checkpointing in (False, True):
+        model = build_flamingo(
+            'llama', gates=0.5, gradient_checkpointing=checkpointing)
+        model.train()
+        # transformers checkpoints only in train mode
+        assert model.head.lm.training == checkpointing
+        loss = model.loss(images, make_samples(texts, num_media=[1, 2]))
+        loss['loss'].backward()
+        grads[checkpointing] = (loss['loss'].detach(), {
+            name: p.grad.clone()
+            for name, p in model.named_parameters() if p.requires_grad
+        })
+    assert grads[True][1].keys() == grads[False][1].keys()
+    torch.testing.assert_close(grads[True][0], grads[False][0])
+    for name, grad in grads[False][1].items():
+        torch.testing.assert_close(grads[True][1][name], grad, msg=name)

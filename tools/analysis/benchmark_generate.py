@@ -3,7 +3,8 @@
 Both models hold the same weights (OpenFlamingo's are saved the way it saves
 them and converted with our converter), get the same prompts, generate the
 same number of tokens with the same beam search, and must produce the same
-tokens. OpenFlamingo (``open-flamingo==2.0.1``) must be installed.
+tokens. Runs alternate between the two after a warm-up of each; the medians
+are compared. OpenFlamingo (``open-flamingo==2.0.1``) must be installed.
 
 Example:
     python tools/analysis/benchmark_generate.py --repeats 3
@@ -56,14 +57,18 @@ def make_prompts(batch_size: int, shots: int, seed: int = 0):
     return prompts
 
 
-def timed(fn, repeats: int):
-    fn()  # warm-up
-    times, out = [], None
+def alternate(run_a, run_b, repeats: int):
+    """Run two generation functions in turn (so a change in the machine's
+    load hits both) after a warm-up of each; return their median times and
+    last outputs."""
+    out_a, out_b = run_a(), run_b()
+    times_a, times_b = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        for run, times in ((run_a, times_a), (run_b, times_b)):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b), out_a, out_b
 
 
 def main() -> None:
@@ -113,8 +118,9 @@ def main() -> None:
             return mm_model.head.generate(text['input_ids'],
                                           text['attention_mask'], media, **gen)
 
-    mm_time, mm_out = timed(run_mmflamingo, args.repeats)
-    of_time, of_out = timed(run_openflamingo, args.repeats)
+    mm_time, of_time, mm_out, of_out = alternate(run_mmflamingo,
+                                                 run_openflamingo,
+                                                 args.repeats)
     prompt_len = text['input_ids'].shape[1]
     same = torch.equal(mm_out[:, prompt_len:], of_out[:, prompt_len:])
     print(f'config: {args.lm_type} hidden {args.hidden_size} x '

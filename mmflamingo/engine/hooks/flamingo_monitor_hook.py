@@ -35,7 +35,10 @@ class FlamingoMonitorHook(Hook):
     process's count times the world size).
     """
 
-    priority = 'BELOW_NORMAL'
+    # above LoggerHook (BELOW_NORMAL), which writes the message hub out
+    # after each iteration: at equal priority the LoggerHook, registered
+    # first, would log these scalars one iteration late (none at the first)
+    priority = 'NORMAL'
 
     def before_train(self, runner) -> None:
         self._skipped = 0
@@ -60,7 +63,7 @@ class FlamingoMonitorHook(Hook):
         world = get_world_size()
         if outputs and 'loss' in outputs:
             # each process logs its own loss; this is the mean over all
-            loss = torch.tensor([float(outputs['loss'])])
+            loss = torch.as_tensor(outputs['loss']).detach().float().reshape(1)
             if world > 1:
                 all_reduce(loss, op='mean')
             hub.update_scalar('train/loss_global', float(loss))

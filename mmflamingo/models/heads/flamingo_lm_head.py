@@ -126,8 +126,28 @@ class FlamingoLMHead(BaseModule):
         self.gradient_checkpointing = gradient_checkpointing
         if gradient_checkpointing:
             self.lm.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs=dict(use_reentrant=False))
+                gradient_checkpointing_kwargs=dict(
+                    use_reentrant=False,
+                    context_fn=self._checkpoint_contexts))
         self.train(self.training)
+
+    def _checkpoint_contexts(self):
+        """Contexts for a checkpointed layer's forward and recomputation.
+
+        The layer is recomputed during backward, after its call has ended:
+        the recomputation gets back the visual inputs of that call.
+        """
+        visual = self._visual
+
+        @contextlib.contextmanager
+        def restore() -> Iterator[None]:
+            previous, self._visual = self._visual, visual
+            try:
+                yield
+            finally:
+                self._visual = previous
+
+        return contextlib.nullcontext(), restore()
 
     def train(self, mode: bool = True) -> 'FlamingoLMHead':
         """Train the blocks; the frozen LM stays in eval mode unless it is
