@@ -39,8 +39,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--vocab-size',
         type=int,
-        default=32000,
-        help='tokenizer size (padded with extra tokens)')
+        default=50280,
+        help='tokenizer size, padded with extra tokens (default: that of '
+        "OpenFlamingo's LMs, MPT and RedPajama)')
     parser.add_argument('--vision-width', type=int, default=256)
     parser.add_argument('--vision-layers', type=int, default=4)
     parser.add_argument('--image-size', type=int, default=112)
