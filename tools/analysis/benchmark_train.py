@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=50280,
         help='tokenizer size, padded with extra tokens (default: that of '
-        "OpenFlamingo's LMs, MPT and RedPajama)')
+        "OpenFlamingo's LMs, MPT and RedPajama)")
     parser.add_argument('--vision-width', type=int, default=256)
     parser.add_argument('--vision-layers', type=int, default=4)
     parser.add_argument('--image-size', type=int, default=112)
@@ -49,6 +49,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seq-len', type=int, default=256)
     parser.add_argument('--images', type=int, default=5)
     parser.add_argument('--steps', type=int, default=3)
+    parser.add_argument(
+        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument(
+        '--peak-tflops',
+        type=float,
+        help='the device\'s peak TFLOP/s for the dtype used (fp32 here), '
+        'to print model FLOPs utilisation; on a GPU, required for MFU')
     parser.add_argument('--threads', type=int, default=2)
     return parser.parse_args()
 
@@ -113,6 +120,31 @@ def alternate(step_a, step_b, repeats: int):
     return statistics.median(times_a), statistics.median(times_b), first
 
 
+def model_flops(model, tokens: int, num_images: int) -> float:
+    """Model FLOPs of one training step (the usual accounting).
+
+    Frozen LM: 4N per token (forward, and the backward to its input);
+    trained cross-attention blocks: 6N per token (forward, backward to input
+    and to weights); trained perceiver: 6N per visual token it reads (patches
+    and latents of every image); frozen ViT: 2N per patch (forward only).
+    N excludes the input embedding table, which costs no FLOPs.
+    """
+    head = model.head
+    embedding = head.lm.get_input_embeddings()
+    frozen_lm = sum(p.numel() for p in head.lm.parameters())
+    frozen_lm -= sum(p.numel() for p in embedding.parameters())
+    output = head.lm.get_output_embeddings()
+    if output is not None and getattr(output, 'tied', False):
+        frozen_lm += sum(p.numel() for p in embedding.parameters())
+    xattn = sum(p.numel() for p in head.xattn_blocks.parameters())
+    perceiver = sum(p.numel() for p in model.neck.parameters())
+    vit = sum(p.numel() for p in model.backbone.parameters())
+    patches = model.backbone.num_patches + 1
+    visual_tokens = num_images * (patches + model.neck.num_latents)
+    return (4 * frozen_lm * tokens + 6 * xattn * tokens +
+            6 * perceiver * visual_tokens + 2 * vit * num_images * patches)
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -133,6 +165,10 @@ def main() -> None:
                                           args.seq_len, args.images,
                                           args.image_size)
     num_images = images.shape[1]
+    device = torch.device(args.device)
+    of_model.to(device)
+    mm_model.to(device)
+    ids, mask, images = ids.to(device), mask.to(device), images.to(device)
     media_id = tokenizer.convert_tokens_to_ids('<image>')
     eoc_id = tokenizer.convert_tokens_to_ids('<|endofchunk|>')
     labels = build_labels(ids, mask, media_id, eoc_id)
@@ -198,6 +234,15 @@ def main() -> None:
     print(f'OpenFlamingo: {tokens / of_time:.0f} tokens/s   mmflamingo: '
           f'{tokens / mm_time:.0f} tokens/s   ratio: {of_time / mm_time:.2f}x'
           f'   (median of {args.steps} steps each)')
+    flops = model_flops(mm_model, tokens, num_images * args.batch_size)
+    line = (f'model FLOPs per step: {flops / 1e12:.3f} T; achieved: '
+            f'OpenFlamingo {flops / of_time / 1e12:.4f}, mmflamingo '
+            f'{flops / mm_time / 1e12:.4f} TFLOP/s')
+    if args.peak_tflops:
+        peak = args.peak_tflops * 1e12
+        line += (f'; MFU: OpenFlamingo {flops / of_time / peak:.1%}, '
+                 f'mmflamingo {flops / mm_time / peak:.1%}')
+    print(line)
 
 
 if __name__ == '__main__':
