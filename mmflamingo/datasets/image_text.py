@@ -126,7 +126,9 @@ class JsonlImageText(BaseImageTextDataset):
     """Image-text pairs from a JSON-lines file.
 
     Each line is ``{"image": path, "caption": str}``, the path relative to
-    ``data_prefix['img_path']``; blank lines are ignored.
+    ``data_prefix['img_path']``; blank lines are ignored. Subclasses read
+    other media by setting ``media_key`` (the JSON field) and ``prefix_key``
+    (the ``data_prefix`` entry, also the data-info key of the path).
 
     Args:
         ann_file (str): The ``.jsonl`` file (relative to ``data_root``).
@@ -137,24 +139,27 @@ class JsonlImageText(BaseImageTextDataset):
         **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments.
     """
 
+    media_key = 'image'
+    prefix_key = 'img_path'
+
     def __init__(self,
                  ann_file: str,
                  tokenizer: dict,
-                 data_prefix: dict = dict(img_path=''),
+                 data_prefix: Optional[dict] = None,
                  max_tokens: Optional[int] = 32,
                  **kwargs) -> None:
         super().__init__(
             tokenizer=tokenizer,
             max_tokens=max_tokens,
             ann_file=ann_file,
-            data_prefix=data_prefix,
+            data_prefix=data_prefix or {self.prefix_key: ''},
             **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """Read the file; a malformed line raises, naming it."""
         check_file(self.ann_file, 'ann_file')
-        image_dir = self.data_prefix['img_path']
-        check_dir(image_dir, "data_prefix['img_path']")
+        media_dir = self.data_prefix[self.prefix_key]
+        check_dir(media_dir, f"data_prefix['{self.prefix_key}']")
         data_list = []
         with open(self.ann_file, encoding='utf-8') as f:
             for line_no, line in enumerate(f, 1):
@@ -162,22 +167,25 @@ class JsonlImageText(BaseImageTextDataset):
                     continue
                 try:
                     record = json.loads(line)
-                    image, caption = record['image'], record['caption']
-                    if not (isinstance(image, str)
+                    media, caption = record[self.media_key], record['caption']
+                    if not (isinstance(media, str)
                             and isinstance(caption, str)):
                         raise TypeError('not strings')
                 except (ValueError, KeyError, TypeError) as error:
                     raise ValueError(
                         f'{self.ann_file}:{line_no}: expected a JSON object '
-                        f'with "image" and "caption" strings ({error!r})'
-                    ) from None
-                path = osp.join(image_dir, image)
-                data_list.append(
-                    dict(
-                        img_path=path,
-                        caption=caption,
-                        source=f'{path} ({self.ann_file}:{line_no})'))
+                        f'with "{self.media_key}" and "caption" strings '
+                        f'({error!r})') from None
+                path = osp.join(media_dir, media)
+                data_list.append({
+                    self.prefix_key: path,
+                    'caption': caption,
+                    'source': f'{path} ({self.ann_file}:{line_no})'
+                })
         return data_list
+
+    def read_pair(self, info: dict) -> Tuple[MediaInput, str]:
+        return info[self.prefix_key], info['caption']
 
 
 @DATASETS.register_module()

@@ -1,15 +1,10 @@
 """Video-caption pairs: one video (T frames) and its caption per sample."""
-import json
-import os.path as osp
-from typing import List, Optional, Tuple
-
 from mmflamingo.registry import DATASETS
-from .image_text import BaseImageTextDataset
-from .sequence_dataset import check_dir, check_file
+from .image_text import JsonlImageText
 
 
 @DATASETS.register_module()
-class VideoTextPairs(BaseImageTextDataset):
+class VideoTextPairs(JsonlImageText):
     """Video-text pairs from a JSON-lines file.
 
     Each line is ``{"video": path, "caption": str}``, the path relative to
@@ -18,7 +13,7 @@ class VideoTextPairs(BaseImageTextDataset):
     ``<image>{caption}<|endofchunk|>{eos}`` (the video is the one medium),
     truncated to ``max_tokens``, and an empty caption makes the sample
     unusable (skipped in training). ``media`` is ``[video path]`` and
-    ``source`` the video path: decode it with :class:`LoadVideoFrames`, e.g.
+    ``source`` names the video: decode it with :class:`LoadVideoFrames`, e.g.
     ::
 
         pipeline = [
@@ -38,45 +33,5 @@ class VideoTextPairs(BaseImageTextDataset):
         **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments.
     """
 
-    def __init__(self,
-                 ann_file: str,
-                 tokenizer: dict,
-                 data_prefix: dict = dict(video=''),
-                 max_tokens: Optional[int] = 32,
-                 **kwargs) -> None:
-        super().__init__(
-            tokenizer=tokenizer,
-            max_tokens=max_tokens,
-            ann_file=ann_file,
-            data_prefix=data_prefix,
-            **kwargs)
-
-    def load_data_list(self) -> List[dict]:
-        """Read the file; a malformed line raises, naming it."""
-        check_file(self.ann_file, 'ann_file')
-        video_dir = self.data_prefix['video']
-        check_dir(video_dir, "data_prefix['video']")
-        data_list = []
-        with open(self.ann_file, encoding='utf-8') as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    video, caption = record['video'], record['caption']
-                    if not (isinstance(video, str)
-                            and isinstance(caption, str)):
-                        raise TypeError('not strings')
-                except (ValueError, KeyError, TypeError) as error:
-                    raise ValueError(
-                        f'{self.ann_file}:{line_no}: expected a JSON object '
-                        f'with "video" and "caption" strings ({error!r})'
-                    ) from None
-                path = osp.join(video_dir, video)
-                data_list.append(
-                    dict(video=path, caption=caption, source=path))
-        return data_list
-
-    def read_pair(self, info: dict) -> Tuple[str, str]:
-        """The video's path (decoded by the pipeline) and its caption."""
-        return info['video'], info['caption']
+    media_key = 'video'
+    prefix_key = 'video'

@@ -270,7 +270,9 @@ def test_dataset_text_and_sources(videos, tokenizer_dir):
     # the tiny tokenizer's eos is <|endoftext|>
     assert sample['data_samples'].text == (
         '<image>a square moves right<|endofchunk|><|endoftext|>')
-    assert sample['data_samples'].source == videos['clip']
+    # the video, then where its annotation is
+    assert sample['data_samples'].source == (
+        f"{videos['clip']} ({dataset.ann_file}:1)")
     assert sample['data_samples'].num_skipped == 0
 
 
@@ -278,7 +280,8 @@ def test_dataset_skips_bad_samples_in_training(videos, tokenizer_dir,
                                                warnings_logged):
     dataset = build_dataset(videos, tokenizer_dir)
     sample = dataset[1]  # missing, corrupt, empty caption, then the folder
-    assert sample['data_samples'].source.endswith('frames')
+    assert sample['data_samples'].source.startswith(
+        str(videos['root'] / 'frames') + ' (')
     assert sample['data_samples'].num_skipped == 3
     assert len(warnings_logged) == 3
     for name, message in zip(['missing.mp4', 'corrupt.mp4', 'clip.mp4'],

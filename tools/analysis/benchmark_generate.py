@@ -11,13 +11,12 @@ Example:
 """
 import argparse
 import random
-import statistics
 import tempfile
-import time
 
 import torch
 
 from mmflamingo.testing.openflamingo import build_openflamingo_pair
+from mmflamingo.testing.timing import alternate
 
 WORDS = ('a red circle next to a blue square on a white table with two '
          'yellow stars above the green triangle and a cat').split()
@@ -55,20 +54,6 @@ def make_prompts(batch_size: int, shots: int, seed: int = 0):
                         '.<|endofchunk|>' for _ in range(shots))
         prompts.append(demos + '<image>Output:')
     return prompts
-
-
-def alternate(run_a, run_b, repeats: int):
-    """Run two generation functions in turn (so a change in the machine's
-    load hits both) after a warm-up of each; return their median times and
-    last outputs."""
-    out_a, out_b = run_a(), run_b()
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for run, times in ((run_a, times_a), (run_b, times_b)):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b), out_a, out_b
 
 
 def main() -> None:

@@ -15,9 +15,7 @@ Example:
 import argparse
 import os.path as osp
 import random
-import statistics
 import tempfile
-import time
 
 import torch
 from mmengine.optim import build_optim_wrapper
@@ -28,6 +26,7 @@ import mmflamingo.engine  # noqa: F401  (registers the optimizer constructor)
 from mmflamingo.models.utils import build_labels
 from mmflamingo.testing import build_tiny_tokenizer
 from mmflamingo.testing.openflamingo import build_openflamingo_pair
+from mmflamingo.testing.timing import alternate
 
 
 def parse_args() -> argparse.Namespace:
@@ -105,19 +104,6 @@ def make_batch(tokenizer, batch_size: int, seq_len: int, num_images: int,
     images = torch.randn(
         batch_size, kept, 1, 3, image_size, image_size, generator=generator)
     return texts, encoded['input_ids'], encoded['attention_mask'], images
-
-
-def alternate(step_a, step_b, repeats: int):
-    """Run two step functions in turn; return their median times and their
-    first (warm-up) losses."""
-    first = (step_a(), step_b())
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for step, times in ((step_a, times_a), (step_b, times_b)):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b), first
 
 
 def model_flops(model, tokens: int, num_images: int) -> float:
@@ -216,8 +202,8 @@ def main() -> None:
         of_optimizer.zero_grad(set_to_none=True)
         return loss.item()
 
-    mm_time, of_time, (mm_loss, of_loss) = alternate(mm_step, of_step,
-                                                     args.steps)
+    mm_time, of_time, mm_loss, of_loss = alternate(mm_step, of_step,
+                                                   args.steps)
     tokens = int(mask.sum())
     trainable = sum(p.numel() for p in mm_model.parameters()
                     if p.requires_grad)
