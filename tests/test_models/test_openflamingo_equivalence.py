@@ -10,8 +10,6 @@ import torch
 
 from mmflamingo.testing.openflamingo import build_openflamingo_pair
 
-pytest.importorskip('open_flamingo')
-
 # (LM, cross_attn_every_n_layers, layers): LLaMA (RoPE, tied here),
 # GPT-NeoX (untied embed_out; every 2nd layer as OpenFlamingo-4B), OPT
 # (learned positions), MPT (ALiBi; every 4th layer as OpenFlamingo-9B)

@@ -162,7 +162,6 @@ def test_read_training_checkpoint(tmp_path):
 @pytest.fixture(scope='module', params=['llama', 'gpt_neox', 'opt', 'mpt'])
 def pair_dir(request, tmp_path_factory):
     """An OpenFlamingo / mmflamingo pair and the directory of its files."""
-    pytest.importorskip('open_flamingo')
     tmpdir = str(tmp_path_factory.mktemp(f'pair_{request.param}'))
     return build_openflamingo_pair(request.param, tmpdir), tmpdir
 
@@ -199,7 +198,6 @@ def test_unfiltered_state_dict(pair_dir):
 
 def test_untied_llama_output_rows_are_lost(tmp_path):
     """Why the LLaMA pairs are tied: OpenFlamingo drops an untied lm_head."""
-    pytest.importorskip('open_flamingo')
     _, mm_model, _ = build_openflamingo_pair(
         'llama', str(tmp_path), lm_overrides=dict(tie_word_embeddings=False))
     missing, unexpected = load_flamingo_checkpoint(
