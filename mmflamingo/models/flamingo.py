@@ -1,6 +1,6 @@
 """The Flamingo algorithm: vision encoder -> Perceiver Resampler -> gated LM.
 """
-from typing import Any, Dict, List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,9 @@ from mmpretrain.structures import DataSample
 from mmflamingo.registry import MODELS
 from .utils import (add_flamingo_tokens, build_labels, build_tokenizer,
                     load_flamingo_checkpoint)
+
+Images = Optional[torch.Tensor]  # (B, N, T, C, H, W), None for text only
+Samples = List[DataSample]
 
 
 @MODELS.register_module()
@@ -146,10 +149,12 @@ class Flamingo(BaseModel):
                               device=input_ids.device)
         markers = (input_ids == self.tokens.media).sum(-1)
         for i in torch.nonzero(markers > counts).flatten().tolist():
+            source = data_samples[i].get('source',
+                                         data_samples[i].get('img_path'))
             raise ValueError(
-                f'sample {i} ({data_samples[i].get("img_path", "no path")}) '
-                f'has {int(markers[i])} <image> markers but '
-                f'{int(counts[i])} images')
+                f'sample {i} ({source or "no source"}) has '
+                f'{int(markers[i])} <image> markers but {int(counts[i])} '
+                'images')
         return counts
 
     # ---------------------------------------------------------------- modes
@@ -185,9 +190,8 @@ class Flamingo(BaseModel):
             num_media=text['num_media'])
 
     def loss(
-        self, images: Union[torch.Tensor, Dict[str, Any],
-                            None], data_samples: Union[List[DataSample],
-                                                       Dict[str, List]]
+        self, images: Union[Images, Dict[str, Images]],
+        data_samples: Union[Samples, Dict[str, Samples]]
     ) -> Dict[str, torch.Tensor]:
         """Next-token loss over ``data_sample.text`` (OpenFlamingo's labels).
 
