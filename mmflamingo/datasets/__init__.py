@@ -1,6 +1,8 @@
 from .base_dataset import (SAMPLE_ERRORS, BaseFlamingoDataset, FilteredSample,
                            UnusableSample)
 from .dataset_wrappers import LossWeightedDataset
+from .eval_datasets import (HatefulMemesDataset, ImageFolderClassification,
+                            KarpathyCaptionDataset, VQADataset)
 from .image_text import CocoCaptionPairs, JsonlImageText, WebDatasetImageText
 from .interleaved import MMC4Interleaved, WebDatasetInterleaved
 from .transforms import *  # noqa: F401,F403
@@ -10,5 +12,6 @@ __all__ = [
     'BaseFlamingoDataset', 'UnusableSample', 'FilteredSample', 'SAMPLE_ERRORS',
     'LossWeightedDataset', 'CocoCaptionPairs', 'JsonlImageText',
     'WebDatasetImageText', 'MMC4Interleaved', 'WebDatasetInterleaved',
-    'VideoTextPairs'
+    'VideoTextPairs', 'KarpathyCaptionDataset', 'VQADataset',
+    'HatefulMemesDataset', 'ImageFolderClassification'
 ]

@@ -1,0 +1,9 @@
+from .demo_selection import (RandomDemoSelector, RICESSelector,
+                             load_rices_features, save_rices_features)
+from .metrics import *  # noqa: F401,F403
+from .prompts import FewShotPromptBuilder
+
+__all__ = [
+    'FewShotPromptBuilder', 'RandomDemoSelector', 'RICESSelector',
+    'load_rices_features', 'save_rices_features'
+]

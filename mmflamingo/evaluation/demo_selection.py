@@ -1,0 +1,208 @@
+"""Which support samples become the demos of a few-shot query.
+
+Two selectors, both answering ``select(query_index, num_demos)`` with indices
+into the support set, in prompt order:
+
+- :class:`RandomDemoSelector`: uniform random demos, as OpenFlamingo's
+  default;
+- :class:`RICESSelector`: Retrieval-based In-Context Example Selection
+  (Flamingo, after Yang et al. 2022): the support samples whose image
+  features are most similar to the query's, the most similar last, i.e.
+  nearest to the query (OpenFlamingo's ``RICES.find`` reverses its top-k the
+  same way).
+
+When the support and query sets overlap (the same files, or a support split
+that contains the queries), give both selectors the sample ids of both sets:
+a query's own sample is then never one of its demos.
+
+RICES features are computed once by ``tools/cache_rices_features.py`` and
+stored with :func:`save_rices_features`: a ``torch.save`` of
+``{'features': (N, D) float tensor, L2-normalised, 'keys': [N sample ids],
+'config': str}``.
+"""
+import os.path as osp
+from typing import Hashable, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+
+def _check_enough(num_support: int, num_demos: int) -> None:
+    if num_demos > num_support:
+        raise ValueError(f'{num_demos} demos were asked for, but the support '
+                         f'set has only {num_support} usable samples')
+
+
+class _KeyedSelector:
+    """Shared by the selectors: the overlap of support and query ids."""
+
+    def __init__(self, support_keys: Optional[Sequence[Hashable]],
+                 query_keys: Optional[Sequence[Hashable]]) -> None:
+        self.query_keys = None if query_keys is None else list(query_keys)
+        self._support_index = None
+        if support_keys is not None:
+            self._support_index = {k: i for i, k in enumerate(support_keys)}
+
+    def own_index(self, query_index: int) -> Optional[int]:
+        """The support index holding query ``query_index`` itself, if any."""
+        if self._support_index is None or self.query_keys is None:
+            return None
+        return self._support_index.get(self.query_keys[query_index])
+
+
+class RandomDemoSelector(_KeyedSelector):
+    """Random demos, reproducible per query.
+
+    The demos of query ``i`` are drawn by a generator seeded with
+    ``(seed, i)``: the same seed gives the same demos for every query,
+    whatever order or process evaluates it. OpenFlamingo runs several trials
+    with different seeds (``--trial_seeds``) and reports their mean; do the
+    same by building one selector per trial seed.
+
+    Like OpenFlamingo, demos may come from a random pool of ``pool_size``
+    support samples drawn once per seed (its ``--query_set_size``, 2048),
+    or from the whole support set (the default).
+
+    Args:
+        num_support (int): The size of the support set.
+        seed (int): The trial's seed. Defaults to 42.
+        pool_size (int, optional): Draw demos from a fixed random subset of
+            this size. Defaults to None (the whole support set).
+        support_keys (Sequence, optional): The support samples' ids.
+        query_keys (Sequence, optional): The query samples' ids; with
+            ``support_keys``, a query is never its own demo.
+    """
+
+    def __init__(self,
+                 num_support: int,
+                 seed: int = 42,
+                 pool_size: Optional[int] = None,
+                 support_keys: Optional[Sequence[Hashable]] = None,
+                 query_keys: Optional[Sequence[Hashable]] = None) -> None:
+        super().__init__(support_keys, query_keys)
+        if support_keys is not None and len(support_keys) != num_support:
+            raise ValueError(f'{len(support_keys)} support_keys for '
+                             f'{num_support} support samples')
+        self.seed = seed
+        self.pool = np.arange(num_support)
+        if pool_size is not None and pool_size < num_support:
+            rng = np.random.default_rng(seed)
+            self.pool = np.sort(
+                rng.choice(num_support, pool_size, replace=False))
+
+    def select(self, query_index: int, num_demos: int) -> List[int]:
+        """Support indices of the demos of query ``query_index``.
+
+        Raises:
+            ValueError: If the pool has fewer than ``num_demos`` samples
+                (not counting the query itself).
+        """
+        pool = self.pool
+        own = self.own_index(query_index)
+        if own is not None:
+            pool = pool[pool != own]
+        _check_enough(len(pool), num_demos)
+        rng = np.random.default_rng((self.seed, query_index))
+        return pool[rng.choice(len(pool), num_demos, replace=False)].tolist()
+
+
+class RICESSelector(_KeyedSelector):
+    """The most similar support samples, the most similar last.
+
+    Similarity is the cosine of the cached, L2-normalised image features.
+
+    Args:
+        support_features (Tensor): ``(N, D)`` L2-normalised support features.
+        query_features (Tensor): ``(Q, D)`` L2-normalised query features.
+        support_keys (Sequence, optional): The support samples' ids.
+        query_keys (Sequence, optional): The query samples' ids; with
+            ``support_keys``, a query is never its own demo.
+    """
+
+    def __init__(self,
+                 support_features: torch.Tensor,
+                 query_features: torch.Tensor,
+                 support_keys: Optional[Sequence[Hashable]] = None,
+                 query_keys: Optional[Sequence[Hashable]] = None) -> None:
+        super().__init__(support_keys, query_keys)
+        if (support_features.ndim != 2 or query_features.ndim != 2
+                or support_features.shape[1] != query_features.shape[1]):
+            raise ValueError(
+                'support and query features must be (N, D) and (Q, D), got '
+                f'{tuple(support_features.shape)} and '
+                f'{tuple(query_features.shape)}')
+        self.support_features = support_features.float()
+        self.query_features = query_features.float()
+
+    def select(self, query_index: int, num_demos: int) -> List[int]:
+        """Support indices of the ``num_demos`` most similar samples, in
+        increasing similarity (the most similar last).
+
+        Raises:
+            ValueError: If the support set has fewer than ``num_demos``
+                samples (not counting the query itself).
+        """
+        similarity = self.support_features @ self.query_features[query_index]
+        own = self.own_index(query_index)
+        num_support = len(similarity)
+        if own is not None:
+            similarity[own] = -float('inf')
+            num_support -= 1
+        _check_enough(num_support, num_demos)
+        top = similarity.topk(num_demos).indices  # most similar first
+        return top.flip(0).tolist()
+
+
+def save_rices_features(path: str, features: torch.Tensor,
+                        keys: Sequence[Hashable], config: str) -> None:
+    """Save RICES features with the ids of the samples they describe.
+
+    Args:
+        path (str): The output file.
+        features (Tensor): ``(N, D)`` L2-normalised features (float16 or
+            float32).
+        keys (Sequence): The N sample ids, in support-set order (ints or
+            strings).
+        config (str): What computed them (the model config), for the record.
+    """
+    if features.ndim != 2 or len(features) != len(keys):
+        raise ValueError(f'{len(keys)} keys for features of shape '
+                         f'{tuple(features.shape)}')
+    torch.save(
+        dict(features=features.cpu(), keys=list(keys), config=config), path)
+
+
+def load_rices_features(path: str,
+                        keys: Optional[Sequence[Hashable]] = None) -> dict:
+    """Load a :func:`save_rices_features` file and check it fits the set.
+
+    Args:
+        path (str): The file.
+        keys (Sequence, optional): The sample ids of the set the features
+            are for, in order; a file for other samples raises.
+
+    Returns:
+        dict: ``features`` (N, D), ``keys``, ``config``.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is malformed or its keys differ from
+            ``keys``; the message names the file.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'RICES feature file {path!r} does not exist;'
+                                ' make it with tools/cache_rices_features.py')
+    cache = torch.load(path, map_location='cpu', weights_only=True)
+    if not (isinstance(cache, dict) and {'features', 'keys'} <= set(cache)):
+        raise ValueError(f'{path}: not a RICES feature file (expected a dict '
+                         'with "features" and "keys")')
+    if keys is not None and list(cache['keys']) != list(keys):
+        keys = list(keys)
+        mismatch = next(
+            (i for i, (a, b) in enumerate(zip(cache['keys'], keys)) if a != b),
+            min(len(keys), len(cache['keys'])))
+        raise ValueError(
+            f'{path}: its {len(cache["keys"])} sample ids do not match the '
+            f'{len(keys)} of the dataset (first difference at position '
+            f'{mismatch}); recompute it with tools/cache_rices_features.py')
+    return cache
