@@ -5,6 +5,8 @@ from mmengine.optim import OptimWrapper
 
 from mmflamingo.models.data_preprocessor import CLIP_MEAN, CLIP_STD
 from mmflamingo.models.utils import build_labels
+from mmflamingo.registry import MODELS
+from mmflamingo.testing import tiny_flamingo_config
 
 IMAGE = '<image>'
 EOC = '<|endofchunk|>'
@@ -436,3 +438,33 @@ def test_gradient_checkpointing_gives_the_same_gradients(
     torch.testing.assert_close(grads[True][0], grads[False][0])
     for name, grad in grads[False][1].items():
         torch.testing.assert_close(grads[True][1][name], grad, msg=name)
+
+
+def test_frozen_weights_in_bf16_trained_in_fp32(tokenizer_dir, make_samples,
+                                                set_gates):
+    """Frozen LM and ViT stored in bf16; the trained parts keep fp32."""
+    cfg = tiny_flamingo_config(tokenizer_dir)
+    cfg['backbone']['dtype'] = 'bfloat16'
+    cfg['head']['lm']['torch_dtype'] = 'bfloat16'
+    torch.manual_seed(0)
+    model = MODELS.build(cfg).train()
+    set_gates(model, 0.5)  # open, so that the images reach the loss
+    for name, param in model.named_parameters():
+        expected = torch.float32 if param.requires_grad else torch.bfloat16
+        assert param.dtype == expected, name
+    texts = ['<image>Output: a red circle.<|endofchunk|>']
+    loss = model.loss(images_for(1), make_samples(texts, num_media=[1]))
+    loss['loss'].backward()
+    assert torch.isfinite(loss['loss'])
+    grads = {
+        name: p.grad
+        for name, p in model.named_parameters() if p.requires_grad
+    }
+    assert all(g is not None and g.dtype == torch.float32
+               for g in grads.values())
+    # the perceiver, the blocks and the new token rows all learn
+    assert grads['neck.latents'].abs().sum() > 0
+    assert any(g.abs().sum() > 0 for n, g in grads.items()
+               if n.startswith('head.xattn_blocks'))
+    assert any(g.abs().sum() > 0 for n, g in grads.items()
+               if n.endswith('new_weight'))
