@@ -1,9 +1,11 @@
 from .demo_selection import (RandomDemoSelector, RICESSelector,
                              load_rices_features, save_rices_features)
+from .fewshot import evaluate_fewshot, write_fewshot_results
 from .metrics import *  # noqa: F401,F403
 from .prompts import FewShotPromptBuilder
 
 __all__ = [
     'FewShotPromptBuilder', 'RandomDemoSelector', 'RICESSelector',
-    'load_rices_features', 'save_rices_features'
+    'load_rices_features', 'save_rices_features', 'evaluate_fewshot',
+    'write_fewshot_results'
 ]

@@ -1,0 +1,320 @@
+"""Few-shot evaluation: several shot counts and trials in one run.
+
+``fewshot_eval`` in a config says what to evaluate::
+
+    fewshot_eval = dict(
+        task='caption',                 # or 'vqa'
+        support=dict(type='KarpathyCaptionDataset', split='train', ...),
+        query=dict(type='KarpathyCaptionDataset', split='test', ...),
+        shots=[0, 4, 8, 16, 32],
+        num_trials=1,                   # random demos: seeds seed + trial
+        seed=0,
+        demo_selection='random',        # or 'rices'
+        rices_support_features=None,    # tools/cache_rices_features.py
+        rices_query_features=None,
+        batch_size=8,
+        prompt=dict(),                  # FewShotPromptBuilder kwargs
+        metric=dict(type='CaptionMetric'),  # or VQAAccuracy
+        max_queries=None)               # the first N queries only
+
+For every shot count and trial, each query gets its demos from the support
+set (:mod:`~mmflamingo.evaluation.demo_selection`), its prompt and media from
+:class:`~mmflamingo.evaluation.prompts.FewShotPromptBuilder`, and the model's
+``predict`` generates its answer; the metric scores the trial. The mean and
+standard deviation over the trials (``np.std``, as OpenFlamingo) are
+reported per shot count.
+"""
+import json
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.logging import print_log
+
+from mmflamingo.datasets.transforms import media_pipeline
+from mmflamingo.registry import DATASETS, METRICS
+from .demo_selection import (RandomDemoSelector, RICESSelector,
+                             load_rices_features)
+from .prompts import FewShotPromptBuilder
+
+__all__ = [
+    'evaluate_fewshot', 'build_demo_selector', 'build_query_prompt',
+    'to_metric_sample', 'write_fewshot_results', 'FEWSHOT_DEFAULTS'
+]
+
+FEWSHOT_DEFAULTS: Dict[str, Any] = dict(
+    shots=[0, 4, 8, 16, 32],
+    num_trials=1,
+    seed=0,
+    demo_selection='random',
+    rices_support_features=None,
+    rices_query_features=None,
+    batch_size=8,
+    prompt=dict(),
+    max_queries=None)
+REQUIRED_KEYS = ('task', 'support', 'query', 'metric')
+TASKS = ('caption', 'vqa')
+
+
+def _check_cfg(eval_cfg: dict) -> dict:
+    """``eval_cfg`` with the defaults filled in; missing keys raise."""
+    missing = [k for k in REQUIRED_KEYS if k not in eval_cfg]
+    if missing:
+        raise KeyError(f'fewshot_eval lacks the key(s) {missing}; it needs '
+                       f'{list(REQUIRED_KEYS)}')
+    cfg = {**FEWSHOT_DEFAULTS, **eval_cfg}
+    if cfg['task'] not in TASKS:
+        raise ValueError(f"fewshot_eval.task must be one of {TASKS}, got "
+                         f"{cfg['task']!r}")
+    if cfg['demo_selection'] not in ('random', 'rices'):
+        raise ValueError("fewshot_eval.demo_selection must be 'random' or "
+                         f"'rices', got {cfg['demo_selection']!r}")
+    if cfg['demo_selection'] == 'rices':
+        for key in ('rices_support_features', 'rices_query_features'):
+            if not cfg[key]:
+                raise KeyError(f"fewshot_eval.{key} is needed with "
+                               "demo_selection='rices'")
+    return cfg
+
+
+def build_demo_selector(eval_cfg: dict, support_keys: Sequence,
+                        query_keys: Sequence, trial: int):
+    """The demo selector of one trial.
+
+    Random demos are drawn with seed ``seed + trial``; RICES demos are the
+    same in every trial. A query is never its own demo.
+
+    Args:
+        eval_cfg (dict): ``fewshot_eval`` (defaults filled in).
+        support_keys (Sequence): The support samples' ``sample_id``.
+        query_keys (Sequence): The query samples' ``sample_id``.
+        trial (int): The trial index.
+    """
+    if eval_cfg['demo_selection'] == 'random':
+        return RandomDemoSelector(
+            len(support_keys),
+            seed=eval_cfg['seed'] + trial,
+            support_keys=support_keys,
+            query_keys=query_keys)
+    support = load_rices_features(eval_cfg['rices_support_features'],
+                                  support_keys)
+    query = load_rices_features(eval_cfg['rices_query_features'], query_keys)
+    return RICESSelector(support['features'], query['features'], support_keys,
+                         query_keys)
+
+
+def build_query_prompt(builder: FewShotPromptBuilder, selector,
+                       support: Sequence[dict], query: dict, query_index: int,
+                       num_shots: int):
+    """The prompt, media and demo indices of one query.
+
+    Args:
+        builder (FewShotPromptBuilder): Formats the prompt.
+        selector: Picks the demos (``select(query_index, num_demos)``).
+        support (Sequence[dict]): The support samples (data infos).
+        query (dict): The query sample.
+        query_index (int): Its index in the query set.
+        num_shots (int): The shot count.
+
+    Returns:
+        tuple[str, list, list[int]]: The prompt, its media and the support
+        indices of its demos.
+    """
+    demo_indices = selector.select(query_index, builder.num_demos(num_shots))
+    demos = [support[i] for i in demo_indices]
+    prompt, media = builder.build(query, demos, num_shots)
+    return prompt, media, demo_indices
+
+
+def to_metric_sample(task: str, query: dict, prediction) -> dict:
+    """The fields the task's metric reads, from a query and its prediction.
+
+    Captioning: ``pred_caption``, ``gt_caption`` (the query's ``captions``),
+    ``image_id``. VQA: ``pred_answer``, ``gt_answer`` (its ``answers``),
+    ``question_id`` and ``answer_type`` when known.
+    """
+    if task == 'caption':
+        return dict(
+            pred_caption=prediction.pred_caption,
+            gt_caption=query['captions'],
+            image_id=query['image_id'])
+    sample = dict(
+        pred_answer=prediction.pred_answer, question_id=query['question_id'])
+    if 'answers' in query:
+        sample['gt_answer'] = query['answers']
+    if 'answer_type' in query:
+        sample['answer_type'] = query['answer_type']
+    return sample
+
+
+def _load_infos(dataset_cfg: dict, name: str) -> List[dict]:
+    dataset = DATASETS.build(dataset_cfg)
+    if len(dataset) == 0:
+        raise ValueError(f'fewshot_eval.{name}: the dataset is empty '
+                         f'({dataset_cfg})')
+    return [dataset.get_data_info(i) for i in range(len(dataset))]
+
+
+@torch.no_grad()
+def _run_trial(model, eval_cfg: dict, builder: FewShotPromptBuilder, selector,
+               support: List[dict], queries: List[dict],
+               num_shots: int) -> Dict[str, float]:
+    pipeline = Compose(media_pipeline(model.backbone.image_size))
+    metric = METRICS.build(eval_cfg['metric'])
+    batch_size = eval_cfg['batch_size']
+    for start in range(0, len(queries), batch_size):
+        batch = range(start, min(start + batch_size, len(queries)))
+        packed = []
+        for i in batch:
+            prompt, media, _ = build_query_prompt(builder, selector, support,
+                                                  queries[i], i, num_shots)
+            packed.append(pipeline(dict(media=media, text=prompt)))
+        data = model.data_preprocessor(pseudo_collate(packed), False)
+        predictions = model.predict(data['images'], data['data_samples'])
+        metric.process(None, [
+            to_metric_sample(eval_cfg['task'], queries[i], pred)
+            for i, pred in zip(batch, predictions)
+        ])
+    return metric.evaluate(len(queries))
+
+
+def evaluate_fewshot(model: torch.nn.Module,
+                     eval_cfg: dict,
+                     work_dir: Optional[str] = None) -> dict:
+    """Evaluate ``model`` over the shot counts and trials of ``eval_cfg``.
+
+    Args:
+        model (nn.Module): A Flamingo whose ``task`` is ``eval_cfg.task``.
+        eval_cfg (dict): The ``fewshot_eval`` config (see the module doc).
+        work_dir (str, optional): Where to write ``fewshot_results.json``
+            and ``fewshot_results.md``. Defaults to None (nothing written).
+
+    Returns:
+        dict: ``task``, ``demo_selection``, ``num_queries``, ``num_support``
+        and ``results``: per shot count, ``shots``, ``trials`` (each
+        ``seed`` and ``metrics``), ``mean`` and ``std``.
+
+    Raises:
+        KeyError / ValueError: For a bad ``eval_cfg``, a model of another
+            task, or a support set smaller than a shot count.
+    """
+    eval_cfg = _check_cfg(dict(eval_cfg))
+    task = eval_cfg['task']
+    if getattr(model, 'task', task) != task:
+        raise ValueError(f'fewshot_eval.task is {task!r} but the model '
+                         f"predicts for {model.task!r}; set model.task='"
+                         f"{task}' in the config")
+    builder = FewShotPromptBuilder(**{'task': task, **eval_cfg['prompt']})
+    support = _load_infos(eval_cfg['support'], 'support')
+    queries = _load_infos(eval_cfg['query'], 'query')
+    if eval_cfg['max_queries'] is not None:
+        queries = queries[:eval_cfg['max_queries']]
+    for shots in eval_cfg['shots']:
+        if builder.num_demos(shots) > len(support):
+            raise ValueError(
+                f'{shots}-shot prompts need {builder.num_demos(shots)} demos '
+                f'per query, but the support set (fewshot_eval.support) has '
+                f'only {len(support)} samples')
+    support_keys = [s['sample_id'] for s in support]
+    query_keys = [q['sample_id'] for q in queries]
+
+    results = []
+    for shots in eval_cfg['shots']:
+        trials = []
+        for trial in range(eval_cfg['num_trials']):
+            selector = build_demo_selector(eval_cfg, support_keys, query_keys,
+                                           trial)
+            metrics = _run_trial(model, eval_cfg, builder, selector, support,
+                                 queries, shots)
+            print_log(
+                f'{shots} shots, trial {trial}: {metrics}', logger='current')
+            trials.append(dict(seed=eval_cfg['seed'] + trial, metrics=metrics))
+        names = list(trials[0]['metrics'])
+        values = {n: [t['metrics'][n] for t in trials] for n in names}
+        results.append(
+            dict(
+                shots=shots,
+                trials=trials,
+                mean={
+                    n: float(np.mean(v))
+                    for n, v in values.items()
+                },
+                std={
+                    n: float(np.std(v))
+                    for n, v in values.items()
+                }))
+    summary = dict(
+        task=task,
+        demo_selection=eval_cfg['demo_selection'],
+        num_support=len(support),
+        num_queries=len(queries),
+        results=results)
+    if work_dir is not None:
+        write_fewshot_results(summary, work_dir)
+    return summary
+
+
+def format_markdown(summary: dict) -> str:
+    """A markdown table: one row per shot count, ``mean ± std`` per
+    metric."""
+    names = list(summary['results'][0]['mean'])
+    num_trials = len(summary['results'][0]['trials'])
+    lines = [
+        f"Few-shot {summary['task']} ({summary['demo_selection']} demos, "
+        f"{summary['num_queries']} queries, {num_trials} trial(s))", '',
+        '| shots | ' + ' | '.join(names) + ' |',
+        '|---:|' + '---:|' * len(names)
+    ]
+    for row in summary['results']:
+        cells = [f"{row['mean'][n]:.2f} ± {row['std'][n]:.2f}" for n in names]
+        lines.append(f"| {row['shots']} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def write_fewshot_results(summary: dict, work_dir: str) -> List[str]:
+    """Write ``fewshot_results.json`` and ``fewshot_results.md`` (and
+    ``fewshot_results.png`` when matplotlib is installed).
+
+    Returns:
+        list[str]: The files written.
+    """
+    os.makedirs(work_dir, exist_ok=True)
+    json_file = osp.join(work_dir, 'fewshot_results.json')
+    with open(json_file, 'w', encoding='utf-8') as f:
+        json.dump(summary, f, indent=2)
+    md_file = osp.join(work_dir, 'fewshot_results.md')
+    with open(md_file, 'w', encoding='utf-8') as f:
+        f.write(format_markdown(summary))
+    files = [json_file, md_file]
+    plot = _plot(summary, osp.join(work_dir, 'fewshot_results.png'))
+    if plot is not None:
+        files.append(plot)
+    return files
+
+
+def _plot(summary: dict, path: str) -> Optional[str]:
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:  # matplotlib is optional
+        return None
+    shots = [r['shots'] for r in summary['results']]
+    fig, ax = plt.subplots()
+    for name in summary['results'][0]['mean']:
+        ax.errorbar(
+            shots, [r['mean'][name] for r in summary['results']],
+            yerr=[r['std'][name] for r in summary['results']],
+            marker='o',
+            capsize=3,
+            label=name)
+    ax.set_xlabel('shots')
+    ax.set_ylabel('score')
+    ax.set_xticks(shots)
+    ax.legend()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,230 @@
+"""Few-shot evaluation (mmflamingo.evaluation.fewshot, tools/test.py) on a
+tiny Flamingo and tiny COCO-Karpathy and VQA files written here."""
+import json
+import math
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+from PIL import Image
+
+from mmflamingo.apis import init_model
+from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
+                                   evaluate_fewshot)
+from mmflamingo.evaluation.fewshot import build_query_prompt
+from mmflamingo.registry import DATASETS
+from mmflamingo.testing import tiny_flamingo_config
+
+TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'test.py')
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255),
+           (255, 0, 255), (128, 128, 128), (0, 0, 0), (255, 255, 255)]
+
+
+def write_json(path, data) -> str:
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(data, f)
+    return str(path)
+
+
+def karpathy_datasets(tmp_path) -> dict:
+    """6 train and 3 test images, 5 captions each."""
+    images = []
+    for i, colour in enumerate(COLOURS):
+        Image.new('RGB', (40, 48), colour).save(tmp_path / f'{i}.jpg')
+        images.append(
+            dict(
+                filename=f'{i}.jpg',
+                split='train' if i < 6 else 'test',
+                cocoid=i,
+                sentences=[
+                    dict(raw=f'a photo of a shape {i} {j}.') for j in range(5)
+                ]))
+    ann = write_json(tmp_path / 'dataset_coco.json', dict(images=images))
+    return {
+        split:
+        dict(
+            type='KarpathyCaptionDataset',
+            ann_file=ann,
+            split=split,
+            data_prefix=dict(img_path=str(tmp_path)))
+        for split in ('train', 'test')
+    }
+
+
+def vqa_datasets(tmp_path) -> dict:
+    """A train split of 4 questions and a val split of 2."""
+    datasets = {}
+    for split, ids in (('train', range(4)), ('val', range(4, 6))):
+        questions, annotations = [], []
+        for i in ids:
+            Image.new('RGB', (32, 32), COLOURS[i]).save(tmp_path / f'{i}.jpg')
+            questions.append(
+                dict(question_id=10 * i, image_id=i, question=f'shape {i}?'))
+            annotations.append(
+                dict(
+                    question_id=10 * i,
+                    answers=[
+                        dict(answer='red' if j < 5 else f'colour {i}')
+                        for j in range(10)
+                    ]))
+        datasets[split] = dict(
+            type='VQADataset',
+            question_file=write_json(tmp_path / f'q_{split}.json',
+                                     dict(questions=questions)),
+            annotation_file=write_json(tmp_path / f'a_{split}.json',
+                                       dict(annotations=annotations)),
+            split=split,
+            data_prefix=dict(img_path=str(tmp_path)))
+    return datasets
+
+
+def tiny_config(tokenizer_dir, task, support, query, **eval_cfg) -> dict:
+    model = tiny_flamingo_config(tokenizer_dir)
+    model.update(task=task, generation_cfg=dict(max_new_tokens=3, num_beams=1))
+    metric = dict(type='CaptionMetric' if task == 'caption' else 'VQAAccuracy')
+    fewshot_eval = dict(
+        task=task,
+        support=support,
+        query=query,
+        shots=[0, 2],
+        num_trials=2,
+        seed=0,
+        batch_size=2,
+        metric=metric)
+    fewshot_eval.update(eval_cfg)
+    return dict(model=model, fewshot_eval=fewshot_eval)
+
+
+def record_prompts(model) -> list:
+    """Make ``model.predict`` append the prompts it gets to a list."""
+    prompts, predict = [], model.predict
+
+    def recording_predict(images, data_samples, **kwargs):
+        prompts.extend(s.text for s in data_samples)
+        return predict(images, data_samples, **kwargs)
+
+    model.predict = recording_predict
+    return prompts
+
+
+def check_results(summary, work_dir, metric_name, shots, num_trials):
+    with open(osp.join(work_dir, 'fewshot_results.json')) as f:
+        written = json.load(f)
+    assert written == summary
+    assert [r['shots'] for r in summary['results']] == shots
+    for row in summary['results']:
+        assert len(row['trials']) == num_trials
+        assert set(row['mean']) == set(row['std']) == {metric_name}
+        values = [row['mean'][metric_name], row['std'][metric_name]]
+        values += [t['metrics'][metric_name] for t in row['trials']]
+        assert all(math.isfinite(v) and 0 <= v <= 100 for v in values)
+    with open(osp.join(work_dir, 'fewshot_results.md')) as f:
+        table = f.read()
+    assert f'| shots | {metric_name} |' in table
+    for s in shots:
+        assert f'\n| {s} | ' in table
+    # the score-vs-shots plot (matplotlib is in requirements/optional.txt)
+    with open(osp.join(work_dir, 'fewshot_results.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_caption_fewshot(tmp_path, tokenizer_dir):
+    datasets = karpathy_datasets(tmp_path)
+    cfg = tiny_config(tokenizer_dir, 'caption', datasets['train'],
+                      datasets['test'])
+    model = init_model(Config(cfg))
+    prompts = record_prompts(model)
+    work_dir = str(tmp_path / 'work_dir')
+    summary = evaluate_fewshot(model, cfg['fewshot_eval'], work_dir)
+    check_results(summary, work_dir, 'caption/CIDEr', [0, 2], 2)
+    assert summary['num_support'] == 6 and summary['num_queries'] == 3
+
+    # the prompts follow FewShotPromptBuilder and the trial's demos: shot
+    # counts, then trials, then queries, in predict order
+    support = DATASETS.build(datasets['train'])
+    query = DATASETS.build(datasets['test'])
+    support_infos = [support.get_data_info(i) for i in range(len(support))]
+    query_infos = [query.get_data_info(i) for i in range(len(query))]
+    builder = FewShotPromptBuilder('caption')
+    assert len(prompts) == 2 * 2 * 3
+    demos_of_trial = []
+    for trial in range(2):
+        selector = RandomDemoSelector(
+            6,
+            seed=trial,
+            support_keys=[s['sample_id'] for s in support_infos],
+            query_keys=[q['sample_id'] for q in query_infos])
+        demos = []
+        for q, info in enumerate(query_infos):
+            indices = selector.select(q, 2)
+            expected, media = builder.build(
+                info, [support_infos[i] for i in indices], 2)
+            assert prompts[3 * (2 + trial) + q] == expected
+            assert build_query_prompt(builder, selector, support_infos, info,
+                                      q, 2) == (expected, media, indices)
+            assert media[-1] == info['media'][0]
+            demos.append(indices)
+        demos_of_trial.append(demos)
+    assert demos_of_trial[0] != demos_of_trial[1]
+    # 0 shots: two text-only demos, only the query's image
+    assert all(p.count('<image>') == 1 for p in prompts[:6])
+    assert all(p.count('<image>') == 3 for p in prompts[6:])
+
+
+def test_vqa_fewshot(tmp_path, tokenizer_dir):
+    datasets = vqa_datasets(tmp_path)
+    cfg = tiny_config(tokenizer_dir, 'vqa', datasets['train'], datasets['val'])
+    model = init_model(Config(cfg))
+    prompts = record_prompts(model)
+    work_dir = str(tmp_path / 'work_dir')
+    summary = evaluate_fewshot(model, cfg['fewshot_eval'], work_dir)
+    check_results(summary, work_dir, 'vqa/accuracy', [0, 2], 2)
+    assert prompts[-1].endswith('Question:shape 5? Short answer:')
+    assert 'Short answer:red<|endofchunk|>' in prompts[-1]
+
+
+def test_fewshot_errors(tmp_path, tokenizer_dir):
+    datasets = vqa_datasets(tmp_path)
+    cfg = tiny_config(tokenizer_dir, 'vqa', datasets['train'], datasets['val'])
+    model = init_model(Config(cfg))
+    with pytest.raises(ValueError, match='8-shot .* only 4 samples'):
+        evaluate_fewshot(model, {**cfg['fewshot_eval'], 'shots': [8]})
+    # 4 support samples, but a query is never its own demo: the selector's
+    # error reaches the caller
+    same = {**cfg['fewshot_eval'], 'shots': [4], 'query': datasets['train']}
+    with pytest.raises(ValueError, match='only 3 usable samples'):
+        evaluate_fewshot(model, same)
+    incomplete = dict(cfg['fewshot_eval'])
+    del incomplete['metric']
+    with pytest.raises(KeyError, match="'metric'"):
+        evaluate_fewshot(model, incomplete)
+    with pytest.raises(ValueError, match="model.task='caption'"):
+        evaluate_fewshot(model, {**cfg['fewshot_eval'], 'task': 'caption'})
+
+
+def test_test_tool(tmp_path, tokenizer_dir):
+    datasets = vqa_datasets(tmp_path)
+    cfg = tiny_config(
+        tokenizer_dir,
+        'vqa',
+        datasets['train'],
+        datasets['val'],
+        shots=[0, 4, 8],
+        num_trials=3)
+    config_file = tmp_path / 'tiny_fewshot.py'
+    config_file.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
+    work_dir = str(tmp_path / 'work_dir')
+    result = subprocess.run([
+        sys.executable, TOOL,
+        str(config_file), 'none', '--work-dir', work_dir, '--shots', '0', '2',
+        '--num-trials', '1'
+    ],
+                            capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(osp.join(work_dir, 'fewshot_results.json')) as f:
+        summary = json.load(f)
+    check_results(summary, work_dir, 'vqa/accuracy', [0, 2], 1)
+    assert '| shots | vqa/accuracy |' in result.stdout
