@@ -7,8 +7,9 @@ Usage::
 
 CONFIG has the ``model`` and a ``fewshot_eval`` dict (see
 :mod:`mmflamingo.evaluation.fewshot`); CHECKPOINT ``none`` evaluates the
-model as built (tests, sanity checks). Writes ``fewshot_results.json`` and
-``fewshot_results.md`` and ``fewshot_results.png`` (score against shots) to the
+model as built (tests, sanity checks). Writes ``fewshot_results.json``,
+``fewshot_results.md`` and ``fewshot_results.png`` (score against shots)
+to the
 work dir.
 """
 import argparse
