@@ -9,8 +9,7 @@ CONFIG has the ``model`` and a ``fewshot_eval`` dict (see
 :mod:`mmflamingo.evaluation.fewshot`); CHECKPOINT ``none`` evaluates the
 model as built (tests, sanity checks). Writes ``fewshot_results.json``,
 ``fewshot_results.md`` and ``fewshot_results.png`` (score against shots)
-to the
-work dir.
+to the work dir.
 """
 import argparse
 import os.path as osp
