@@ -12,10 +12,12 @@ from mmengine.registry import init_default_scope
 
 import mmflamingo.datasets  # noqa: F401
 import mmflamingo.engine  # noqa: F401
+import mmflamingo.evaluation  # noqa: F401
 import mmflamingo.models  # noqa: F401
-from mmflamingo.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS,
-                                 OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
-                                 OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS)
+from mmflamingo.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS,
+                                 METRICS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS,
+                                 OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS,
+                                 TRANSFORMS)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
@@ -24,7 +26,8 @@ CONFIGS = sorted(
     if '_base_' not in path)
 REGISTRIES = [
     MODELS, DATASETS, TRANSFORMS, HOOKS, LOOPS, OPTIM_WRAPPERS,
-    OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, OPTIMIZERS, DATA_SAMPLERS
+    OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, OPTIMIZERS, DATA_SAMPLERS,
+    METRICS
 ]
 
 

@@ -9,7 +9,12 @@ import pytest
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'openflamingo', '*.py')))
+# the model recipes; the evaluation recipes add '_<dataset>-fewshot'
+CONFIGS = sorted(
+    glob.glob(
+        osp.join(ROOT, 'configs', 'openflamingo', '*openflamingo-*b.py')))
+EVAL_CONFIGS = sorted(
+    glob.glob(osp.join(ROOT, 'configs', 'openflamingo', '*-fewshot.py')))
 # model size in the file name -> OpenFlamingo's cross_attn_every_n_layers
 EVERY_N_LAYERS = {'3b': 1, '4b': 2, '9b': 4}
 
@@ -40,3 +45,15 @@ def test_config(path):
         assert pretrained.startswith('data/checkpoints/')
     # MPT-1B (MosaicGPT) ships its own modelling code
     assert model.head.lm.get('trust_remote_code', False) == (size == '3b')
+
+
+@pytest.mark.parametrize('path', EVAL_CONFIGS, ids=osp.basename)
+def test_eval_config(path):
+    cfg = Config.fromfile(path)
+    assert cfg.model.task == cfg.fewshot_eval.task
+    assert cfg.fewshot_eval.shots == [0, 4, 8, 16, 32]
+    assert cfg.model.checkpoint  # the converted OpenFlamingo weights
+
+
+def test_eval_configs_present():
+    assert len(EVAL_CONFIGS) == 2
