@@ -3,7 +3,7 @@
 ``fewshot_eval`` in a config says what to evaluate::
 
     fewshot_eval = dict(
-        task='caption',                 # or 'vqa'
+        task='caption',                 # or 'vqa', 'classification'
         support=dict(type='KarpathyCaptionDataset', split='train', ...),
         query=dict(type='KarpathyCaptionDataset', split='test', ...),
         shots=[0, 4, 8, 16, 32],
@@ -15,7 +15,10 @@
         batch_size=8,
         prompt=dict(),                  # FewShotPromptBuilder kwargs
         metric=dict(type='CaptionMetric'),  # or VQAAccuracy
-        max_queries=None)               # the first N queries only
+        max_queries=None,               # the first N queries only
+        class_names=None,               # classification: the dataset's
+        candidate_batch_size=100,       # class names scored per call
+        num_permutations=1)             # demo orders averaged
 
 For every shot count and trial, each query gets its demos from the support
 set (:mod:`~mmflamingo.evaluation.demo_selection`), its prompt and media from
@@ -23,17 +26,33 @@ set (:mod:`~mmflamingo.evaluation.demo_selection`), its prompt and media from
 ``predict`` generates its answer; the metric scores the trial. The mean and
 standard deviation over the trials (``np.std``, as OpenFlamingo) are
 reported per shot count.
+
+**Classification** (``ImageFolderClassification``, ``HatefulMemesDataset``)
+ranks the class names instead of generating: the model's ``score`` gives the
+summed log-likelihood of every class name after the prompt (the prompt's KV
+cache shared by the names), ``candidate_batch_size`` names per call.
+The class names are ``class_names`` or the query dataset's (its
+``metainfo['classes']`` or ``CLASS_NAMES``); the prompt templates default to
+``'hateful_memes'`` for :class:`HatefulMemesDataset` queries and
+``'imagenet'`` otherwise. With ``num_permutations`` > 1 the same demos are
+scored in that many distinct orders (:func:`demo_orders`, the first being
+the selector's) and the log-likelihoods averaged: OpenFlamingo's prompt
+ensembling. ``metric`` may be a list, e.g.
+``[dict(type='RankClassificationMetric'), dict(type='ROCAUC')]``; the
+query's ``label`` is the metric's ``gt_label``.
 """
 import json
+import math
 import os
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.logging import print_log
 
+from mmflamingo.datasets.eval_datasets import HatefulMemesDataset
 from mmflamingo.datasets.transforms import media_pipeline
 from mmflamingo.registry import DATASETS, METRICS
 from .demo_selection import (RandomDemoSelector, RICESSelector,
@@ -42,7 +61,8 @@ from .prompts import FewShotPromptBuilder
 
 __all__ = [
     'evaluate_fewshot', 'build_demo_selector', 'build_query_prompt',
-    'to_metric_sample', 'write_fewshot_results', 'FEWSHOT_DEFAULTS'
+    'demo_orders', 'score_class_names', 'to_metric_sample',
+    'write_fewshot_results', 'FEWSHOT_DEFAULTS'
 ]
 
 FEWSHOT_DEFAULTS: Dict[str, Any] = dict(
@@ -54,9 +74,12 @@ FEWSHOT_DEFAULTS: Dict[str, Any] = dict(
     rices_query_features=None,
     batch_size=8,
     prompt=dict(),
-    max_queries=None)
+    max_queries=None,
+    class_names=None,
+    candidate_batch_size=100,
+    num_permutations=1)
 REQUIRED_KEYS = ('task', 'support', 'query', 'metric')
-TASKS = ('caption', 'vqa')
+TASKS = ('caption', 'vqa', 'classification')
 
 
 def _check_cfg(eval_cfg: dict) -> dict:
@@ -77,6 +100,10 @@ def _check_cfg(eval_cfg: dict) -> dict:
             if not cfg[key]:
                 raise KeyError(f"fewshot_eval.{key} is needed with "
                                "demo_selection='rices'")
+    for key in ('candidate_batch_size', 'num_permutations'):
+        if cfg[key] < 1:
+            raise ValueError(f'fewshot_eval.{key} must be positive, got '
+                             f'{cfg[key]}')
     return cfg
 
 
@@ -129,13 +156,85 @@ def build_query_prompt(builder: FewShotPromptBuilder, selector,
     return prompt, media, demo_indices
 
 
+def demo_orders(num_demos: int, num_permutations: int,
+                seed: Union[int, Sequence[int]]) -> List[List[int]]:
+    """Distinct orders of ``num_demos`` demos for prompt ensembling.
+
+    The first order is the given one (``[0, 1, ...]``); the others are drawn
+    at random with ``seed``, without repeats, so there are at most
+    ``num_demos!`` of them (OpenFlamingo shuffles, repeats allowed).
+
+    Args:
+        num_demos (int): The number of demos.
+        num_permutations (int): The number of orders wanted.
+        seed (int | Sequence[int]): The seed of the random orders
+            (``np.random.default_rng``'s).
+
+    Returns:
+        list[list[int]]: ``min(num_permutations, num_demos!)`` orders, each
+        a permutation of ``range(num_demos)``.
+    """
+    count = min(num_permutations, math.factorial(num_demos))
+    orders = [list(range(num_demos))]
+    rng = np.random.default_rng(seed)
+    while len(orders) < count:
+        order = rng.permutation(num_demos).tolist()
+        if order not in orders:
+            orders.append(order)
+    return orders
+
+
+def score_class_names(model, pipeline, prompts: Sequence[str],
+                      media: Sequence[list], class_names: Sequence[str],
+                      candidate_batch_size: int) -> torch.Tensor:
+    """The log-likelihood of every class name after each prompt.
+
+    The names are scored ``candidate_batch_size`` at a time by the model's
+    ``score`` (each call encodes the prompts once for all its names).
+
+    Args:
+        model (nn.Module): A Flamingo.
+        pipeline (Callable): Packs ``dict(media=..., text=...)``.
+        prompts (Sequence[str]): The prompts, ending where a name goes.
+        media (Sequence[list]): The media of each prompt.
+        class_names (Sequence[str]): The C candidate names.
+        candidate_batch_size (int): Names per ``score`` call.
+
+    Returns:
+        Tensor: ``(B, C)`` summed log-probabilities.
+    """
+    packed = [
+        pipeline(dict(media=m, text=prompt))
+        for prompt, m in zip(prompts, media)
+    ]
+    data = model.data_preprocessor(pseudo_collate(packed), False)
+    chunks = []
+    for start in range(0, len(class_names), candidate_batch_size):
+        names = list(class_names[start:start + candidate_batch_size])
+        for sample in data['data_samples']:
+            sample.candidates = names
+        scored = model.score(data['images'], data['data_samples'])
+        chunks.append(torch.stack([s.pred_scores for s in scored]))
+    return torch.cat(chunks, dim=1)  # C / chunk x (B, chunk) -> (B, C)
+
+
 def to_metric_sample(task: str, query: dict, prediction) -> dict:
     """The fields the task's metric reads, from a query and its prediction.
 
     Captioning: ``pred_caption``, ``gt_caption`` (the query's ``captions``),
     ``image_id``. VQA: ``pred_answer``, ``gt_answer`` (its ``answers``),
-    ``question_id`` and ``answer_type`` when known.
+    ``question_id`` and ``answer_type`` when known. Classification
+    (``prediction``: the ``(C, )`` class scores): ``pred_scores``,
+    ``gt_label`` (its ``label``), ``sample_id``.
     """
+    if task == 'classification':
+        if 'label' not in query:
+            raise KeyError(f"query {query['sample_id']!r} has no 'label' "
+                           '(a test split without labels?)')
+        return dict(
+            pred_scores=prediction,
+            gt_label=query['label'],
+            sample_id=query['sample_id'])
     if task == 'caption':
         return dict(
             pred_caption=prediction.pred_caption,
@@ -150,35 +249,97 @@ def to_metric_sample(task: str, query: dict, prediction) -> dict:
     return sample
 
 
-def _load_infos(dataset_cfg: dict, name: str) -> List[dict]:
+def _load_infos(dataset_cfg: dict, name: str):
+    """The dataset of ``dataset_cfg`` and its data infos."""
     dataset = DATASETS.build(dataset_cfg)
     if len(dataset) == 0:
         raise ValueError(f'fewshot_eval.{name}: the dataset is empty '
                          f'({dataset_cfg})')
-    return [dataset.get_data_info(i) for i in range(len(dataset))]
+    return dataset, [dataset.get_data_info(i) for i in range(len(dataset))]
+
+
+def _class_names(eval_cfg: dict, dataset) -> List[str]:
+    names = (
+        eval_cfg['class_names'] or dataset.metainfo.get('classes')
+        or getattr(dataset, 'CLASS_NAMES', None))
+    if not names:
+        raise KeyError('fewshot_eval.class_names is needed: the query '
+                       f'dataset {type(dataset).__name__} names no classes')
+    return list(names)
+
+
+def _predict_batch(model, pipeline, builder: FewShotPromptBuilder, selector,
+                   support: List[dict], queries: List[dict], batch: range,
+                   num_shots: int) -> list:
+    packed = []
+    for i in batch:
+        prompt, media, _ = build_query_prompt(builder, selector, support,
+                                              queries[i], i, num_shots)
+        packed.append(pipeline(dict(media=media, text=prompt)))
+    data = model.data_preprocessor(pseudo_collate(packed), False)
+    return model.predict(data['images'], data['data_samples'])
+
+
+def _classify_batch(model, pipeline, eval_cfg: dict,
+                    builder: FewShotPromptBuilder, selector,
+                    support: List[dict], queries: List[dict], batch: range,
+                    num_shots: int, trial: int) -> torch.Tensor:
+    """``(B, C)`` class scores, averaged over the demo orders."""
+    demos, orders = [], []
+    for i in batch:
+        indices = selector.select(i, builder.num_demos(num_shots))
+        demos.append(indices)
+        # a seed per query, so a query's orders do not depend on its batch
+        orders.append(
+            demo_orders(
+                len(indices),
+                eval_cfg['num_permutations'],
+                seed=[eval_cfg['seed'] + trial, i]))
+    scores = []
+    for p in range(len(orders[0])):
+        prompts, media = [], []
+        for i, indices, query_orders in zip(batch, demos, orders):
+            prompt, m = builder.build(
+                queries[i], [support[indices[j]] for j in query_orders[p]],
+                num_shots)
+            prompts.append(prompt)
+            media.append(m)
+        scores.append(
+            score_class_names(model, pipeline, prompts, media,
+                              eval_cfg['class_names'],
+                              eval_cfg['candidate_batch_size']))
+    return torch.stack(scores).mean(0)  # (P, B, C) -> (B, C)
 
 
 @torch.no_grad()
 def _run_trial(model, eval_cfg: dict, builder: FewShotPromptBuilder, selector,
-               support: List[dict], queries: List[dict],
-               num_shots: int) -> Dict[str, float]:
+               support: List[dict], queries: List[dict], num_shots: int,
+               trial: int) -> Dict[str, float]:
     pipeline = Compose(media_pipeline(model.backbone.image_size))
-    metric = METRICS.build(eval_cfg['metric'])
+    metric_cfgs = eval_cfg['metric']
+    if isinstance(metric_cfgs, dict):
+        metric_cfgs = [metric_cfgs]
+    metrics = [METRICS.build(cfg) for cfg in metric_cfgs]
     batch_size = eval_cfg['batch_size']
     for start in range(0, len(queries), batch_size):
         batch = range(start, min(start + batch_size, len(queries)))
-        packed = []
-        for i in batch:
-            prompt, media, _ = build_query_prompt(builder, selector, support,
-                                                  queries[i], i, num_shots)
-            packed.append(pipeline(dict(media=media, text=prompt)))
-        data = model.data_preprocessor(pseudo_collate(packed), False)
-        predictions = model.predict(data['images'], data['data_samples'])
-        metric.process(None, [
+        if eval_cfg['task'] == 'classification':
+            predictions = _classify_batch(model, pipeline, eval_cfg, builder,
+                                          selector, support, queries, batch,
+                                          num_shots, trial)
+        else:
+            predictions = _predict_batch(model, pipeline, builder, selector,
+                                         support, queries, batch, num_shots)
+        samples = [
             to_metric_sample(eval_cfg['task'], queries[i], pred)
             for i, pred in zip(batch, predictions)
-        ])
-    return metric.evaluate(len(queries))
+        ]
+        for metric in metrics:
+            metric.process(None, samples)
+    results: Dict[str, float] = {}
+    for metric in metrics:
+        results.update(metric.evaluate(len(queries)))
+    return results
 
 
 def evaluate_fewshot(model: torch.nn.Module,
@@ -187,7 +348,8 @@ def evaluate_fewshot(model: torch.nn.Module,
     """Evaluate ``model`` over the shot counts and trials of ``eval_cfg``.
 
     Args:
-        model (nn.Module): A Flamingo whose ``task`` is ``eval_cfg.task``.
+        model (nn.Module): A Flamingo whose ``task`` is ``eval_cfg.task``
+            (any task for classification, which uses its ``score``).
         eval_cfg (dict): The ``fewshot_eval`` config (see the module doc).
         work_dir (str, optional): Where to write ``fewshot_results.json``
             and ``fewshot_results.md``. Defaults to None (nothing written).
@@ -203,13 +365,21 @@ def evaluate_fewshot(model: torch.nn.Module,
     """
     eval_cfg = _check_cfg(dict(eval_cfg))
     task = eval_cfg['task']
-    if getattr(model, 'task', task) != task:
+    if task != 'classification' and getattr(model, 'task', task) != task:
         raise ValueError(f'fewshot_eval.task is {task!r} but the model '
                          f"predicts for {model.task!r}; set model.task='"
                          f"{task}' in the config")
-    builder = FewShotPromptBuilder(**{'task': task, **eval_cfg['prompt']})
-    support = _load_infos(eval_cfg['support'], 'support')
-    queries = _load_infos(eval_cfg['query'], 'query')
+    _, support = _load_infos(eval_cfg['support'], 'support')
+    query_set, queries = _load_infos(eval_cfg['query'], 'query')
+    prompt_task = task
+    if task == 'classification':
+        eval_cfg['class_names'] = _class_names(eval_cfg, query_set)
+        prompt_task = ('hateful_memes' if isinstance(
+            query_set, HatefulMemesDataset) else 'imagenet')
+    builder = FewShotPromptBuilder(**{
+        'task': prompt_task,
+        **eval_cfg['prompt']
+    })
     if eval_cfg['max_queries'] is not None:
         queries = queries[:eval_cfg['max_queries']]
     for shots in eval_cfg['shots']:
@@ -228,7 +398,7 @@ def evaluate_fewshot(model: torch.nn.Module,
             selector = build_demo_selector(eval_cfg, support_keys, query_keys,
                                            trial)
             metrics = _run_trial(model, eval_cfg, builder, selector, support,
-                                 queries, shots)
+                                 queries, shots, trial)
             print_log(
                 f'{shots} shots, trial {trial}: {metrics}', logger='current')
             trials.append(dict(seed=eval_cfg['seed'] + trial, metrics=metrics))

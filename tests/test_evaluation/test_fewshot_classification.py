@@ -1,0 +1,224 @@
+"""Few-shot classification (mmflamingo.evaluation.fewshot) on a tiny Flamingo,
+a tiny ImageNet-style folder and a tiny HatefulMemes file written here."""
+import json
+import math
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.evaluator import BaseMetric
+from PIL import Image
+
+from mmflamingo.apis import init_model
+from mmflamingo.datasets.transforms import media_pipeline
+from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
+                                   evaluate_fewshot)
+from mmflamingo.evaluation.fewshot import build_query_prompt, demo_orders
+from mmflamingo.registry import DATASETS, METRICS
+from mmflamingo.testing import tiny_flamingo_config
+
+CLASS_NAMES = ['goldfish', 'great white shark', 'tench']
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255),
+           (255, 0, 255), (128, 128, 128), (0, 0, 0)]
+RECORDED = []
+
+
+@METRICS.register_module(force=True)
+class RecordScores(BaseMetric):
+    """Keeps the ``pred_scores`` the runner gives the metrics, in order."""
+
+    def process(self, data_batch, data_samples) -> None:
+        RECORDED.extend(s['pred_scores'] for s in data_samples)
+        self.results.extend(data_samples)
+
+    def compute_metrics(self, results) -> dict:
+        return {}
+
+
+def write_image(path, colour):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new('RGB', (16, 16), colour).save(path)
+
+
+def imagenet_datasets(tmp_path) -> dict:
+    """2 train images and 1 val image for each of 3 classes."""
+    root = tmp_path / 'imagenet'
+    for label, wnid in enumerate(['n01', 'n02', 'n03']):
+        for i in range(3):
+            split = 'train' if i < 2 else 'val'
+            write_image(root / split / wnid / f'{i}.png',
+                        COLOURS[2 * label + i])
+    (root / 'classnames.txt').write_text('\n'.join(CLASS_NAMES) + '\n')
+    return {
+        split:
+        dict(
+            type='ImageFolderClassification',
+            data_root=str(root),
+            class_names_file='classnames.txt',
+            split=split)
+        for split in ('train', 'val')
+    }
+
+
+def memes_datasets(tmp_path) -> dict:
+    """4 train memes and 4 dev memes, half of each hateful."""
+    img_dir = tmp_path / 'img'
+    datasets = {}
+    for split, ids in (('train', range(4)), ('dev', range(4, 8))):
+        lines = []
+        for i in ids:
+            write_image(img_dir / f'{i:05d}.png', COLOURS[i])
+            lines.append(
+                json.dumps(
+                    dict(
+                        id=i,
+                        img=f'img/{i:05d}.png',
+                        label=i % 2,
+                        text=f'meme text {i}')))
+        ann = tmp_path / f'{split}.jsonl'
+        ann.write_text('\n'.join(lines) + '\n')
+        datasets[split] = dict(
+            type='HatefulMemesDataset',
+            ann_file=str(ann),
+            split=split,
+            data_prefix=dict(img_path=str(img_dir)))
+    return datasets
+
+
+@pytest.fixture(scope='module')
+def model(tokenizer_dir):
+    torch.manual_seed(0)
+    return init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
+
+
+def fewshot_cfg(datasets, support, query, **kwargs) -> dict:
+    cfg = dict(
+        task='classification',
+        support=datasets[support],
+        query=datasets[query],
+        shots=[0, 2],
+        num_trials=1,
+        batch_size=2,
+        metric=dict(type='RankClassificationMetric'))
+    cfg.update(kwargs)
+    return cfg
+
+
+def direct_scores(model, prompt, media, names) -> torch.Tensor:
+    """``model.score`` of one prompt, all names in one call."""
+    pipeline = Compose(media_pipeline(model.backbone.image_size))
+    data = model.data_preprocessor(
+        pseudo_collate([pipeline(dict(media=media, text=prompt))]), False)
+    data['data_samples'][0].candidates = list(names)
+    return model.score(data['images'], data['data_samples'])[0].pred_scores
+
+
+def check_metrics(summary, names):
+    assert [r['shots'] for r in summary['results']] == [0, 2]
+    for row in summary['results']:
+        assert set(row['mean']) == set(names)
+        for value in row['trials'][0]['metrics'].values():
+            assert math.isfinite(value) and 0 <= value <= 100
+
+
+def run_recording_prompts(model, eval_cfg):
+    """``evaluate_fewshot``, and the prompts ``model.score`` got."""
+    prompts, score = [], model.score
+
+    def recording_score(images, data_samples):
+        prompts.extend(s.text for s in data_samples)
+        return score(images, data_samples)
+
+    model.score = recording_score
+    try:
+        return evaluate_fewshot(model, eval_cfg), prompts
+    finally:
+        del model.score
+
+
+def test_imagenet_fewshot(tmp_path, model):
+    datasets = imagenet_datasets(tmp_path)
+    summary, prompts = run_recording_prompts(
+        model, fewshot_cfg(datasets, 'train', 'val', candidate_batch_size=2))
+    check_metrics(
+        summary,
+        ['classification/accuracy/top1', 'classification/accuracy/top5'])
+    # 3 classes: every query is right at 5
+    assert all(r['mean']['classification/accuracy/top5'] == 100
+               for r in summary['results'])
+    assert summary['num_queries'] == 3 and summary['num_support'] == 6
+    # the ImageNet template, demos joined with ''; 2 chunks of names
+    assert prompts[-1].endswith('<|endofchunk|><image>Output:')
+    assert prompts[-1].count('<image>') == 3
+    assert prompts[0].count('<image>') == 1
+
+
+def test_hateful_memes_fewshot(tmp_path, model):
+    datasets = memes_datasets(tmp_path)
+    metric = [
+        dict(type='RankClassificationMetric', topk=(1, 5)),
+        dict(type='ROCAUC')
+    ]
+    summary, prompts = run_recording_prompts(
+        model, fewshot_cfg(datasets, 'train', 'dev', metric=metric))
+    check_metrics(summary, [
+        'classification/accuracy/top1', 'classification/accuracy/top5',
+        'classification/roc_auc'
+    ])
+    assert prompts[-1].endswith("<image>is an image with: 'meme text 7' "
+                                'written on it. Is it hateful? Answer:')
+    assert 'Is it hateful? Answer:no<|endofchunk|>' in ''.join(prompts)
+
+
+def test_scores_match_model_score(tmp_path, model):
+    datasets = imagenet_datasets(tmp_path)
+    metric = [dict(type='RankClassificationMetric'), dict(type='RecordScores')]
+
+    def runner_scores(**kwargs):
+        RECORDED.clear()
+        evaluate_fewshot(
+            model,
+            fewshot_cfg(
+                datasets, 'train', 'val', shots=[2], metric=metric, **kwargs))
+        return list(RECORDED)
+
+    one_by_one = runner_scores(candidate_batch_size=1)
+    all_at_once = runner_scores(candidate_batch_size=3)
+    ensembled = runner_scores(num_permutations=2)
+
+    support_set = DATASETS.build(datasets['train'])
+    query_set = DATASETS.build(datasets['val'])
+    support = [support_set.get_data_info(i) for i in range(6)]
+    queries = [query_set.get_data_info(i) for i in range(3)]
+    selector = RandomDemoSelector(
+        6,
+        seed=0,
+        support_keys=[s['sample_id'] for s in support],
+        query_keys=[q['sample_id'] for q in queries])
+    builder = FewShotPromptBuilder('imagenet')
+    assert len(one_by_one) == len(all_at_once) == len(ensembled) == 3
+    for q, query in enumerate(queries):
+        prompt, media, demos = build_query_prompt(builder, selector, support,
+                                                  query, q, 2)
+        expected = direct_scores(model, prompt, media, CLASS_NAMES)
+        assert expected.shape == (3, )
+        torch.testing.assert_close(one_by_one[q], expected)
+        torch.testing.assert_close(all_at_once[q], expected)
+        # 2 demos have 2 orders: as selected, then reversed
+        reversed_prompt, reversed_media = builder.build(
+            query, [support[i] for i in demos[::-1]], 2)
+        other = direct_scores(model, reversed_prompt, reversed_media,
+                              CLASS_NAMES)
+        assert not torch.allclose(other, expected)
+        torch.testing.assert_close(ensembled[q], (expected + other) / 2)
+
+
+def test_demo_orders():
+    orders = demo_orders(3, 4, seed=0)
+    assert orders[0] == [0, 1, 2] and len(orders) == 4
+    assert len({tuple(o) for o in orders}) == 4
+    assert all(sorted(o) == [0, 1, 2] for o in orders)
+    assert orders == demo_orders(3, 4, seed=0)
+    assert len(demo_orders(2, 6, seed=0)) == 2
+    assert demo_orders(5, 1, seed=0) == [[0, 1, 2, 3, 4]]
