@@ -37,7 +37,9 @@ The class names are ``class_names`` or the query dataset's (its
 ``'imagenet'`` otherwise. With ``num_permutations`` > 1 the same demos are
 scored in that many distinct orders (:func:`demo_orders`, the first being
 the selector's) and the log-likelihoods averaged: OpenFlamingo's prompt
-ensembling. ``metric`` may be a list, e.g.
+ensembling. A metric's ``outfile_prefix`` (e.g. for ``format_only``
+exports: VQAv2 test-dev answers in the EvalAI format, caption predictions)
+gets ``_<shots>shot_trial<trial>`` appended. ``metric`` may be a list, e.g.
 ``[dict(type='RankClassificationMetric'), dict(type='ROCAUC')]``; the
 query's ``label`` is the metric's ``gt_label``.
 """
@@ -319,7 +321,13 @@ def _run_trial(model, eval_cfg: dict, builder: FewShotPromptBuilder, selector,
     metric_cfgs = eval_cfg['metric']
     if isinstance(metric_cfgs, dict):
         metric_cfgs = [metric_cfgs]
-    metrics = [METRICS.build(cfg) for cfg in metric_cfgs]
+    # a metric that writes files (format_only) gets one file per run
+    metrics = [
+        METRICS.build({
+            **cfg, 'outfile_prefix':
+            f"{cfg['outfile_prefix']}_{num_shots}shot_trial{trial}"
+        } if cfg.get('outfile_prefix') else cfg) for cfg in metric_cfgs
+    ]
     batch_size = eval_cfg['batch_size']
     for start in range(0, len(queries), batch_size):
         batch = range(start, min(start + batch_size, len(queries)))

@@ -185,6 +185,38 @@ def test_vqa_fewshot(tmp_path, tokenizer_dir):
     assert 'Short answer:red<|endofchunk|>' in prompts[-1]
 
 
+def test_vqa_answers_exported_per_run(tmp_path, tokenizer_dir):
+    """A format_only metric writes EvalAI answers for every shots/trial."""
+    datasets = vqa_datasets(tmp_path)
+    prefix = str(tmp_path / 'exports' / 'vqav2_answers')
+    metrics = [
+        dict(type='VQAAccuracy'),
+        dict(type='VQAAccuracy', format_only=True, outfile_prefix=prefix)
+    ]
+    cfg = tiny_config(
+        tokenizer_dir,
+        'vqa',
+        datasets['train'],
+        datasets['val'],
+        metric=metrics,
+        num_trials=1)
+    model = init_model(Config(cfg))
+    evaluate_fewshot(model, cfg['fewshot_eval'])
+    queries = DATASETS.build(datasets['val'])
+    question_ids = {
+        queries.get_data_info(i)['question_id']
+        for i in range(len(queries))
+    }
+    assert question_ids
+    for shots in (0, 2):
+        with open(f'{prefix}_{shots}shot_trial0.json') as f:
+            answers = json.load(f)
+        assert {a['question_id'] for a in answers} == question_ids
+        assert all(
+            isinstance(a['question_id'], int) and isinstance(a['answer'], str)
+            for a in answers)
+
+
 def test_fewshot_errors(tmp_path, tokenizer_dir):
     datasets = vqa_datasets(tmp_path)
     cfg = tiny_config(tokenizer_dir, 'vqa', datasets['train'], datasets['val'])
