@@ -7,12 +7,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from mmengine.config import Config
 from PIL import Image
 
 from mmflamingo.apis import init_model
 from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
-                                   evaluate_fewshot)
+                                   evaluate_fewshot, save_rices_features)
 from mmflamingo.evaluation.fewshot import build_query_prompt
 from mmflamingo.registry import DATASETS
 from mmflamingo.testing import tiny_flamingo_config
@@ -260,3 +261,37 @@ def test_test_tool(tmp_path, tokenizer_dir):
         summary = json.load(f)
     check_results(summary, work_dir, 'vqa/accuracy', [0, 2], 1)
     assert '| shots | vqa/accuracy |' in result.stdout
+
+
+def test_rices_demos_reach_the_prompts(tmp_path, tokenizer_dir):
+    """With RICES the prompt holds the most similar support samples, the
+    most similar last, the same in every trial."""
+    datasets = karpathy_datasets(tmp_path)
+    # support ids 0..5, query ids 6..8; one axis per support sample, and
+    # each query leans most on one support sample, then on another
+    support = torch.eye(6)
+    query = torch.zeros(3, 6)
+    for row, (best, second) in enumerate([(4, 1), (0, 5), (2, 3)]):
+        query[row, best], query[row, second] = 0.8, 0.6
+    save_rices_features(
+        str(tmp_path / 'support.pth'), support, list(range(6)), 'test')
+    save_rices_features(str(tmp_path / 'query.pth'), query, [6, 7, 8], 'test')
+    cfg = tiny_config(
+        tokenizer_dir,
+        'caption',
+        datasets['train'],
+        datasets['test'],
+        shots=[2],
+        demo_selection='rices',
+        rices_support_features=str(tmp_path / 'support.pth'),
+        rices_query_features=str(tmp_path / 'query.pth'))
+    model = init_model(Config(cfg))
+    prompts = record_prompts(model)
+    evaluate_fewshot(model, cfg['fewshot_eval'])
+    # 2 trials x 3 queries; each demo caption names its support image
+    assert len(prompts) == 6
+    for prompt, (best, second) in zip(prompts[:3], [(4, 1), (0, 5), (2, 3)]):
+        assert prompt.index(f'shape {second} 0.') < prompt.index(
+            f'shape {best} 0.')
+        assert prompt.count('<image>') == 3
+    assert prompts[:3] == prompts[3:]
