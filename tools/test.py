@@ -1,9 +1,16 @@
-"""Few-shot evaluation of a Flamingo, single process.
+"""Few-shot evaluation of a Flamingo, in one process or several.
 
 Usage::
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--shots 0 4]
         [--num-trials N] [--cfg-options KEY=VALUE ...]
+    torchrun --nproc_per_node 8 tools/test.py CONFIG CHECKPOINT \
+        --launcher pytorch
+
+Several processes split the query batches and give exactly the one-process
+results (see :mod:`mmflamingo.evaluation.fewshot`). Models are built after
+seeding with ``randomness.seed`` (default 0), so parts a checkpoint does not
+hold are the same in every process and run.
 
 CONFIG has the ``model`` and a ``fewshot_eval`` dict (see
 :mod:`mmflamingo.evaluation.fewshot`); CHECKPOINT ``none`` evaluates the
@@ -17,8 +24,11 @@ from typing import List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.dist import get_dist_info, init_dist, is_main_process
+from mmengine.runner import set_random_seed
 
 from mmflamingo.apis import init_model
+from mmflamingo.engine.dist import setup_cpu_distributed
 from mmflamingo.evaluation import evaluate_fewshot
 from mmflamingo.evaluation.fewshot import format_markdown
 
@@ -44,6 +54,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='cuda' if torch.cuda.is_available() else 'cpu',
         help='defaults to cuda when available')
     parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher for several processes')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -68,10 +83,19 @@ def main(argv: Optional[List[str]] = None) -> dict:
         osp.splitext(osp.basename(args.config))[0])
     checkpoint = None if args.checkpoint.lower() == 'none' else (
         args.checkpoint)
-    model = init_model(cfg, checkpoint, device=args.device)
+    device = args.device
+    if args.launcher != 'none':
+        if not setup_cpu_distributed(args.launcher, deepspeed=False):
+            init_dist(args.launcher)
+        if device == 'cuda':
+            device = f'cuda:{torch.cuda.current_device()}'
+    set_random_seed(cfg.get('randomness', {}).get('seed') or 0)
+    model = init_model(cfg, checkpoint, device=device)
     summary = evaluate_fewshot(model, cfg.fewshot_eval, work_dir)
-    print(format_markdown(summary))
-    print(f'results written to {work_dir}')
+    if is_main_process():
+        print(format_markdown(summary))
+        print(f'results written to {work_dir} '
+              f'({get_dist_info()[1]} process(es))')
     return summary
 
 

@@ -175,8 +175,12 @@ class VQADataset(BaseEvalDataset):
     "question"}]}``; ``annotation_file`` is ``{"annotations":
     [{"question_id", "answers": [{"answer"}], ...}]}``, matched by
     ``question_id`` (``answer_type`` and ``question_type`` are kept when
-    present). The image is ``data_prefix['img_path']/`` +
-    ``image_name.format(image_id=...)``:
+    present). The VQA multiple-choice format is read too: a question's
+    ``multiple_choices`` (and any other extra keys of the question, e.g. an
+    ``episode``) are kept, and its annotation's ``multiple_choice_answer``
+    becomes ``label``, its index among the choices, for
+    ``task='classification'`` few-shot evaluation. The image is
+    ``data_prefix['img_path']/`` + ``image_name.format(image_id=...)``:
 
     - VQAv2, OK-VQA: ``'COCO_val2014_{image_id:012d}.jpg'`` (or
       ``train2014``);
@@ -232,6 +236,16 @@ class VQADataset(BaseEvalDataset):
         """The questions json (``ann_file``, under ``data_root``)."""
         return self.ann_file
 
+    def _choice_index(self, question: dict, ann: dict) -> int:
+        """The index of a multiple-choice question's right answer."""
+        answer = ann.get('multiple_choice_answer')
+        if answer not in question['multiple_choices']:
+            raise ValueError(
+                f'{self.annotation_file}: the multiple_choice_answer '
+                f"{answer!r} of question_id {question['question_id']} is not "
+                f"among its multiple_choices {question['multiple_choices']}")
+        return question['multiple_choices'].index(answer)
+
     def load_samples(self) -> List[dict]:
         check_file(self.question_file, 'question_file')
         if self.annotation_file is not None:
@@ -259,6 +273,8 @@ class VQADataset(BaseEvalDataset):
                 image_id=q['image_id'],
                 sample_id=qid,
                 source=f'{self.question_file} (question_id {qid})')
+            for key, value in q.items():
+                sample.setdefault(key, value)
             if answers is not None:
                 if qid not in answers:
                     raise ValueError(f'{self.annotation_file}: no annotation '
@@ -268,6 +284,8 @@ class VQADataset(BaseEvalDataset):
                 for key in ('answer_type', 'question_type'):
                     if key in ann:
                         sample[key] = ann[key]
+                if 'multiple_choices' in q:
+                    sample['label'] = self._choice_index(q, ann)
             samples.append(sample)
         return samples
 

@@ -13,7 +13,10 @@ into the support set, in prompt order:
 
 When the support and query sets overlap (the same files, or a support split
 that contains the queries), give both selectors the sample ids of both sets:
-a query's own sample is then never one of its demos.
+a query's own sample is then never one of its demos. With ``support_groups``
+and ``query_groups`` (e.g. the episodes of an in-context binding task, whose
+names only their own episode reveals), a query's demos come only from the
+support samples of its group.
 
 RICES features are computed once by ``tools/cache_rices_features.py`` and
 stored with :func:`save_rices_features`: a ``torch.save`` of
@@ -34,20 +37,54 @@ def _check_enough(num_support: int, num_demos: int) -> None:
 
 
 class _KeyedSelector:
-    """Shared by the selectors: the overlap of support and query ids."""
+    """Shared by the selectors: which support samples may be a query's demos.
 
-    def __init__(self, support_keys: Optional[Sequence[Hashable]],
-                 query_keys: Optional[Sequence[Hashable]]) -> None:
+    Not the query itself (matched by sample id), and only samples of the
+    query's group when groups are given.
+    """
+
+    def __init__(self,
+                 num_support: int,
+                 support_keys: Optional[Sequence[Hashable]],
+                 query_keys: Optional[Sequence[Hashable]],
+                 support_groups: Optional[Sequence[Hashable]] = None,
+                 query_groups: Optional[Sequence[Hashable]] = None) -> None:
+        for name, values in (('support_keys', support_keys), ('support_groups',
+                                                              support_groups)):
+            if values is not None and len(values) != num_support:
+                raise ValueError(f'{len(values)} {name} for {num_support} '
+                                 'support samples')
+        if (support_groups is None) != (query_groups is None):
+            raise ValueError('support_groups and query_groups go together')
+        self.num_support = num_support
         self.query_keys = None if query_keys is None else list(query_keys)
         self._support_index = None
         if support_keys is not None:
             self._support_index = {k: i for i, k in enumerate(support_keys)}
+        self.query_groups = None
+        if query_groups is not None:
+            self.query_groups = list(query_groups)
+            self._group_members = {}
+            for i, group in enumerate(support_groups):
+                self._group_members.setdefault(group, []).append(i)
 
     def own_index(self, query_index: int) -> Optional[int]:
         """The support index holding query ``query_index`` itself, if any."""
         if self._support_index is None or self.query_keys is None:
             return None
         return self._support_index.get(self.query_keys[query_index])
+
+    def allowed(self, query_index: int) -> np.ndarray:
+        """``(num_support, )`` bool: the possible demos of a query."""
+        mask = np.ones(self.num_support, dtype=bool)
+        if self.query_groups is not None:
+            mask[:] = False
+            members = self._group_members.get(self.query_groups[query_index])
+            mask[members or []] = True
+        own = self.own_index(query_index)
+        if own is not None:
+            mask[own] = False
+        return mask
 
 
 class RandomDemoSelector(_KeyedSelector):
@@ -71,6 +108,9 @@ class RandomDemoSelector(_KeyedSelector):
         support_keys (Sequence, optional): The support samples' ids.
         query_keys (Sequence, optional): The query samples' ids; with
             ``support_keys``, a query is never its own demo.
+        support_groups (Sequence, optional): The support samples' groups.
+        query_groups (Sequence, optional): The query samples' groups; with
+            ``support_groups``, demos come from the query's group only.
     """
 
     def __init__(self,
@@ -78,11 +118,11 @@ class RandomDemoSelector(_KeyedSelector):
                  seed: int = 42,
                  pool_size: Optional[int] = None,
                  support_keys: Optional[Sequence[Hashable]] = None,
-                 query_keys: Optional[Sequence[Hashable]] = None) -> None:
-        super().__init__(support_keys, query_keys)
-        if support_keys is not None and len(support_keys) != num_support:
-            raise ValueError(f'{len(support_keys)} support_keys for '
-                             f'{num_support} support samples')
+                 query_keys: Optional[Sequence[Hashable]] = None,
+                 support_groups: Optional[Sequence[Hashable]] = None,
+                 query_groups: Optional[Sequence[Hashable]] = None) -> None:
+        super().__init__(num_support, support_keys, query_keys, support_groups,
+                         query_groups)
         self.seed = seed
         self.pool = np.arange(num_support)
         if pool_size is not None and pool_size < num_support:
@@ -97,10 +137,7 @@ class RandomDemoSelector(_KeyedSelector):
             ValueError: If the pool has fewer than ``num_demos`` samples
                 (not counting the query itself).
         """
-        pool = self.pool
-        own = self.own_index(query_index)
-        if own is not None:
-            pool = pool[pool != own]
+        pool = self.pool[self.allowed(query_index)[self.pool]]
         _check_enough(len(pool), num_demos)
         rng = np.random.default_rng((self.seed, query_index))
         return pool[rng.choice(len(pool), num_demos, replace=False)].tolist()
@@ -117,14 +154,21 @@ class RICESSelector(_KeyedSelector):
         support_keys (Sequence, optional): The support samples' ids.
         query_keys (Sequence, optional): The query samples' ids; with
             ``support_keys``, a query is never its own demo.
+        support_groups (Sequence, optional): The support samples' groups.
+        query_groups (Sequence, optional): The query samples' groups; with
+            ``support_groups``, demos come from the query's group only.
     """
 
     def __init__(self,
                  support_features: torch.Tensor,
                  query_features: torch.Tensor,
                  support_keys: Optional[Sequence[Hashable]] = None,
-                 query_keys: Optional[Sequence[Hashable]] = None) -> None:
-        super().__init__(support_keys, query_keys)
+                 query_keys: Optional[Sequence[Hashable]] = None,
+                 support_groups: Optional[Sequence[Hashable]] = None,
+                 query_groups: Optional[Sequence[Hashable]] = None) -> None:
+        super().__init__(
+            len(support_features), support_keys, query_keys, support_groups,
+            query_groups)
         if (support_features.ndim != 2 or query_features.ndim != 2
                 or support_features.shape[1] != query_features.shape[1]):
             raise ValueError(
@@ -143,12 +187,9 @@ class RICESSelector(_KeyedSelector):
                 samples (not counting the query itself).
         """
         similarity = self.support_features @ self.query_features[query_index]
-        own = self.own_index(query_index)
-        num_support = len(similarity)
-        if own is not None:
-            similarity[own] = -float('inf')
-            num_support -= 1
-        _check_enough(num_support, num_demos)
+        allowed = torch.from_numpy(self.allowed(query_index))
+        similarity[~allowed] = -float('inf')
+        _check_enough(int(allowed.sum()), num_demos)
         top = similarity.topk(num_demos).indices  # most similar first
         return top.flip(0).tolist()
 

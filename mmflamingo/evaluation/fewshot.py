@@ -18,7 +18,11 @@
         max_queries=None,               # the first N queries only
         class_names=None,               # classification: the dataset's
         candidate_batch_size=100,       # class names scored per call
-        num_permutations=1)             # demo orders averaged
+        num_permutations=1,             # demo orders averaged
+        demo_group_key=None,            # e.g. 'episode': demos of the group
+        cache_media=True,               # visual tokens once per image
+        media_batch_size=16,            # images per vision-encoder forward
+        media_cache_device=None)        # e.g. 'cpu' to spare GPU memory
 
 For every shot count and trial, each query gets its demos from the support
 set (:mod:`~mmflamingo.evaluation.demo_selection`), its prompt and media from
@@ -41,7 +45,20 @@ ensembling. A metric's ``outfile_prefix`` (e.g. for ``format_only``
 exports: VQAv2 test-dev answers in the EvalAI format, caption predictions)
 gets ``_<shots>shot_trial<trial>`` appended. ``metric`` may be a list, e.g.
 ``[dict(type='RankClassificationMetric'), dict(type='ROCAUC')]``; the
-query's ``label`` is the metric's ``gt_label``.
+query's ``label`` is the metric's ``gt_label``. A query with its own
+``multiple_choices`` (the VQA multiple-choice format, e.g. an in-context
+binding task whose names only the demos of the query's ``demo_group_key``
+group reveal) ranks those instead of the class names.
+
+**Speed.** Queries are batched (``batch_size``). With ``cache_media`` each
+image's visual tokens (vision encoder + Perceiver) are computed once per run
+and reused by every query, shot count and trial that shows it
+(:class:`~mmflamingo.evaluation.media_cache.VisualTokenCache`).
+
+**Distributed.** Under a launcher (``tools/test.py --launcher pytorch``) the
+query batches are dealt out to the processes round-robin, each process
+evaluates whole batches exactly as one process would, and rank 0 scores the
+predictions in query order: the results equal the single-process ones.
 """
 import json
 import math
@@ -52,18 +69,23 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dist import (all_gather_object, broadcast_object_list,
+                           get_dist_info, is_main_process)
 from mmengine.logging import print_log
+from mmpretrain.structures import DataSample
+from tqdm import tqdm
 
 from mmflamingo.datasets.eval_datasets import HatefulMemesDataset
 from mmflamingo.datasets.transforms import media_pipeline
 from mmflamingo.registry import DATASETS, METRICS
 from .demo_selection import (RandomDemoSelector, RICESSelector,
                              load_rices_features)
+from .media_cache import VisualTokenCache
 from .prompts import FewShotPromptBuilder
 
 __all__ = [
     'evaluate_fewshot', 'build_demo_selector', 'build_query_prompt',
-    'demo_orders', 'score_class_names', 'to_metric_sample',
+    'demo_orders', 'pack_inputs', 'score_class_names', 'to_metric_sample',
     'write_fewshot_results', 'FEWSHOT_DEFAULTS'
 ]
 
@@ -79,7 +101,11 @@ FEWSHOT_DEFAULTS: Dict[str, Any] = dict(
     max_queries=None,
     class_names=None,
     candidate_batch_size=100,
-    num_permutations=1)
+    num_permutations=1,
+    demo_group_key=None,
+    cache_media=True,
+    media_batch_size=16,
+    media_cache_device=None)
 REQUIRED_KEYS = ('task', 'support', 'query', 'metric')
 TASKS = ('caption', 'vqa', 'classification')
 
@@ -102,37 +128,68 @@ def _check_cfg(eval_cfg: dict) -> dict:
             if not cfg[key]:
                 raise KeyError(f"fewshot_eval.{key} is needed with "
                                "demo_selection='rices'")
-    for key in ('candidate_batch_size', 'num_permutations'):
+    for key in ('batch_size', 'candidate_batch_size', 'num_permutations',
+                'media_batch_size'):
         if cfg[key] < 1:
             raise ValueError(f'fewshot_eval.{key} must be positive, got '
                              f'{cfg[key]}')
     return cfg
 
 
-def build_demo_selector(eval_cfg: dict, support_keys: Sequence,
-                        query_keys: Sequence, trial: int):
+def _groups(samples: Sequence[dict], key: Optional[str],
+            name: str) -> Optional[list]:
+    """Each sample's ``key`` (its demo group), or None without a key."""
+    if key is None:
+        return None
+    missing = [s['sample_id'] for s in samples if key not in s]
+    if missing:
+        raise KeyError(f'fewshot_eval.demo_group_key is {key!r}, but '
+                       f'{len(missing)} {name} sample(s) lack it, e.g. '
+                       f'{missing[0]!r}')
+    return [s[key] for s in samples]
+
+
+def build_demo_selector(eval_cfg: dict, support: Sequence[dict],
+                        queries: Sequence[dict], trial: int):
     """The demo selector of one trial.
 
     Random demos are drawn with seed ``seed + trial``; RICES demos are the
-    same in every trial. A query is never its own demo.
+    same in every trial. A query is never its own demo; with
+    ``demo_group_key`` its demos share its group.
 
     Args:
         eval_cfg (dict): ``fewshot_eval`` (defaults filled in).
-        support_keys (Sequence): The support samples' ``sample_id``.
-        query_keys (Sequence): The query samples' ``sample_id``.
+        support (Sequence[dict]): The support samples (``sample_id``...).
+        queries (Sequence[dict]): The query samples.
         trial (int): The trial index.
+
+    RICES query features may cover more queries than evaluated
+    (``max_queries`` evaluates the first ones).
     """
+    support_keys = [s['sample_id'] for s in support]
+    query_keys = [q['sample_id'] for q in queries]
+    groups = dict(
+        support_groups=_groups(support, eval_cfg['demo_group_key'], 'support'),
+        query_groups=_groups(queries, eval_cfg['demo_group_key'], 'query'))
     if eval_cfg['demo_selection'] == 'random':
         return RandomDemoSelector(
             len(support_keys),
             seed=eval_cfg['seed'] + trial,
             support_keys=support_keys,
-            query_keys=query_keys)
-    support = load_rices_features(eval_cfg['rices_support_features'],
-                                  support_keys)
-    query = load_rices_features(eval_cfg['rices_query_features'], query_keys)
-    return RICESSelector(support['features'], query['features'], support_keys,
-                         query_keys)
+            query_keys=query_keys,
+            **groups)
+    support_features = load_rices_features(eval_cfg['rices_support_features'],
+                                           support_keys)['features']
+    query_features = load_rices_features(eval_cfg['rices_query_features'],
+                                         None)
+    if list(query_features['keys'][:len(queries)]) != query_keys:
+        raise ValueError(
+            f"{eval_cfg['rices_query_features']}: its sample ids do not match "
+            "the query dataset's; recompute it with "
+            'tools/cache_rices_features.py')
+    return RICESSelector(support_features,
+                         query_features['features'][:len(queries)],
+                         support_keys, query_keys, **groups)
 
 
 def build_query_prompt(builder: FewShotPromptBuilder, selector,
@@ -186,9 +243,49 @@ def demo_orders(num_demos: int, num_permutations: int,
     return orders
 
 
-def score_class_names(model, pipeline, prompts: Sequence[str],
-                      media: Sequence[list], class_names: Sequence[str],
-                      candidate_batch_size: int) -> torch.Tensor:
+def pack_inputs(model,
+                pipeline,
+                prompts: Sequence[str],
+                media: Sequence[list],
+                cache: Optional[VisualTokenCache] = None) -> dict:
+    """The model inputs of B prompts and their media.
+
+    Args:
+        model (nn.Module): A Flamingo.
+        pipeline (Callable): Packs ``dict(media=..., text=...)``.
+        prompts (Sequence[str]): The prompts.
+        media (Sequence[list]): The media of each prompt.
+        cache (VisualTokenCache, optional): Gives the visual tokens, so that
+            no image is encoded twice. Defaults to None (images are loaded
+            and encoded by the model).
+
+    Returns:
+        dict: ``images``, ``data_samples`` and ``media_tokens``, the
+        arguments of the model's ``predict`` and ``score``.
+    """
+    if cache is None or not any(media):
+        packed = [
+            pipeline(dict(media=m, text=prompt))
+            for prompt, m in zip(prompts, media)
+        ]
+        data = model.data_preprocessor(pseudo_collate(packed), False)
+        return dict(**data, media_tokens=None)
+    samples = []
+    for prompt, m in zip(prompts, media):
+        sample = DataSample(metainfo=dict(num_media=len(m)))
+        sample.text = prompt
+        samples.append(sample)
+    return dict(images=None, data_samples=samples, media_tokens=cache(media))
+
+
+def score_class_names(
+        model,
+        pipeline,
+        prompts: Sequence[str],
+        media: Sequence[list],
+        class_names: Union[Sequence[str], Sequence[Sequence[str]]],
+        candidate_batch_size: int,
+        cache: Optional[VisualTokenCache] = None) -> torch.Tensor:
     """The log-likelihood of every class name after each prompt.
 
     The names are scored ``candidate_batch_size`` at a time by the model's
@@ -199,23 +296,23 @@ def score_class_names(model, pipeline, prompts: Sequence[str],
         pipeline (Callable): Packs ``dict(media=..., text=...)``.
         prompts (Sequence[str]): The prompts, ending where a name goes.
         media (Sequence[list]): The media of each prompt.
-        class_names (Sequence[str]): The C candidate names.
+        class_names (Sequence[str] | Sequence[Sequence[str]]): The C
+            candidate names of every prompt, or of each prompt (as many for
+            each).
         candidate_batch_size (int): Names per ``score`` call.
+        cache (VisualTokenCache, optional): See :func:`pack_inputs`.
 
     Returns:
         Tensor: ``(B, C)`` summed log-probabilities.
     """
-    packed = [
-        pipeline(dict(media=m, text=prompt))
-        for prompt, m in zip(prompts, media)
-    ]
-    data = model.data_preprocessor(pseudo_collate(packed), False)
+    if class_names and isinstance(class_names[0], str):
+        class_names = [class_names] * len(prompts)
+    data = pack_inputs(model, pipeline, prompts, media, cache)
     chunks = []
-    for start in range(0, len(class_names), candidate_batch_size):
-        names = list(class_names[start:start + candidate_batch_size])
-        for sample in data['data_samples']:
-            sample.candidates = names
-        scored = model.score(data['images'], data['data_samples'])
+    for start in range(0, len(class_names[0]), candidate_batch_size):
+        for sample, names in zip(data['data_samples'], class_names):
+            sample.candidates = list(names[start:start + candidate_batch_size])
+        scored = model.score(**data)
         chunks.append(torch.stack([s.pred_scores for s in scored]))
     return torch.cat(chunks, dim=1)  # C / chunk x (B, chunk) -> (B, C)
 
@@ -272,20 +369,21 @@ def _class_names(eval_cfg: dict, dataset) -> List[str]:
 
 def _predict_batch(model, pipeline, builder: FewShotPromptBuilder, selector,
                    support: List[dict], queries: List[dict], batch: range,
-                   num_shots: int) -> list:
-    packed = []
+                   num_shots: int, cache: Optional[VisualTokenCache]) -> list:
+    prompts, media = [], []
     for i in batch:
-        prompt, media, _ = build_query_prompt(builder, selector, support,
-                                              queries[i], i, num_shots)
-        packed.append(pipeline(dict(media=media, text=prompt)))
-    data = model.data_preprocessor(pseudo_collate(packed), False)
-    return model.predict(data['images'], data['data_samples'])
+        prompt, m, _ = build_query_prompt(builder, selector, support,
+                                          queries[i], i, num_shots)
+        prompts.append(prompt)
+        media.append(m)
+    return model.predict(**pack_inputs(model, pipeline, prompts, media, cache))
 
 
 def _classify_batch(model, pipeline, eval_cfg: dict,
                     builder: FewShotPromptBuilder, selector,
                     support: List[dict], queries: List[dict], batch: range,
-                    num_shots: int, trial: int) -> torch.Tensor:
+                    num_shots: int, trial: int,
+                    cache: Optional[VisualTokenCache]) -> torch.Tensor:
     """``(B, C)`` class scores, averaged over the demo orders."""
     demos, orders = [], []
     for i in batch:
@@ -297,6 +395,10 @@ def _classify_batch(model, pipeline, eval_cfg: dict,
                 len(indices),
                 eval_cfg['num_permutations'],
                 seed=[eval_cfg['seed'] + trial, i]))
+    names = [
+        queries[i].get('multiple_choices', eval_cfg['class_names'])
+        for i in batch
+    ]
     scores = []
     for p in range(len(orders[0])):
         prompts, media = [], []
@@ -307,47 +409,78 @@ def _classify_batch(model, pipeline, eval_cfg: dict,
             prompts.append(prompt)
             media.append(m)
         scores.append(
-            score_class_names(model, pipeline, prompts, media,
-                              eval_cfg['class_names'],
-                              eval_cfg['candidate_batch_size']))
+            score_class_names(model, pipeline, prompts, media, names,
+                              eval_cfg['candidate_batch_size'], cache))
     return torch.stack(scores).mean(0)  # (P, B, C) -> (B, C)
 
 
-@torch.no_grad()
-def _run_trial(model, eval_cfg: dict, builder: FewShotPromptBuilder, selector,
-               support: List[dict], queries: List[dict], num_shots: int,
-               trial: int) -> Dict[str, float]:
-    pipeline = Compose(media_pipeline(model.backbone.image_size))
+def _build_metrics(eval_cfg: dict, num_shots: int, trial: int) -> list:
     metric_cfgs = eval_cfg['metric']
     if isinstance(metric_cfgs, dict):
         metric_cfgs = [metric_cfgs]
     # a metric that writes files (format_only) gets one file per run
-    metrics = [
+    return [
         METRICS.build({
             **cfg, 'outfile_prefix':
             f"{cfg['outfile_prefix']}_{num_shots}shot_trial{trial}"
         } if cfg.get('outfile_prefix') else cfg) for cfg in metric_cfgs
     ]
+
+
+def _score_in_order(eval_cfg: dict, samples: List[tuple], num_shots: int,
+                    trial: int) -> Dict[str, float]:
+    """Gather every process's ``(query index, metric sample)`` pairs and
+    score them in query order on rank 0; every process gets the scores."""
+    rank, world_size = get_dist_info()
+    if world_size > 1:
+        samples = [s for part in all_gather_object(samples) for s in part]
+    results: List[Optional[Dict[str, float]]] = [None]
+    if rank == 0:
+        ordered = [sample for _, sample in sorted(samples, key=lambda x: x[0])]
+        results[0] = {}
+        for metric in _build_metrics(eval_cfg, num_shots, trial):
+            metric.process(None, ordered)
+            # compute_metrics, not evaluate: the samples are gathered here
+            scores = metric.compute_metrics(metric.results)
+            if metric.prefix:
+                scores = {f'{metric.prefix}/{k}': v for k, v in scores.items()}
+            results[0].update(scores)
+    if world_size > 1:
+        broadcast_object_list(results, src=0)
+    return results[0]
+
+
+@torch.no_grad()
+def _run_trial(model, eval_cfg: dict, builder: FewShotPromptBuilder, selector,
+               support: List[dict], queries: List[dict], num_shots: int,
+               trial: int,
+               cache: Optional[VisualTokenCache]) -> Dict[str, float]:
+    pipeline = Compose(media_pipeline(model.backbone.image_size))
     batch_size = eval_cfg['batch_size']
-    for start in range(0, len(queries), batch_size):
-        batch = range(start, min(start + batch_size, len(queries)))
+    batches = [
+        range(start, min(start + batch_size, len(queries)))
+        for start in range(0, len(queries), batch_size)
+    ]
+    rank, world_size = get_dist_info()
+    samples = []
+    for batch in tqdm(
+            batches[rank::world_size],
+            desc=f'{num_shots} shots, trial {trial}',
+            unit='batch',
+            leave=False,
+            disable=not is_main_process()):
         if eval_cfg['task'] == 'classification':
             predictions = _classify_batch(model, pipeline, eval_cfg, builder,
                                           selector, support, queries, batch,
-                                          num_shots, trial)
+                                          num_shots, trial, cache)
         else:
             predictions = _predict_batch(model, pipeline, builder, selector,
-                                         support, queries, batch, num_shots)
-        samples = [
-            to_metric_sample(eval_cfg['task'], queries[i], pred)
-            for i, pred in zip(batch, predictions)
-        ]
-        for metric in metrics:
-            metric.process(None, samples)
-    results: Dict[str, float] = {}
-    for metric in metrics:
-        results.update(metric.evaluate(len(queries)))
-    return results
+                                         support, queries, batch, num_shots,
+                                         cache)
+        samples.extend(
+            (i, to_metric_sample(eval_cfg['task'], queries[i], pred))
+            for i, pred in zip(batch, predictions))
+    return _score_in_order(eval_cfg, samples, num_shots, trial)
 
 
 def evaluate_fewshot(model: torch.nn.Module,
@@ -360,7 +493,8 @@ def evaluate_fewshot(model: torch.nn.Module,
             (any task for classification, which uses its ``score``).
         eval_cfg (dict): The ``fewshot_eval`` config (see the module doc).
         work_dir (str, optional): Where to write ``fewshot_results.json``
-            and ``fewshot_results.md``. Defaults to None (nothing written).
+            and ``fewshot_results.md`` (rank 0). Defaults to None (nothing
+            written).
 
     Returns:
         dict: ``task``, ``demo_selection``, ``num_queries``, ``num_support``
@@ -379,34 +513,39 @@ def evaluate_fewshot(model: torch.nn.Module,
                          f"{task}' in the config")
     _, support = _load_infos(eval_cfg['support'], 'support')
     query_set, queries = _load_infos(eval_cfg['query'], 'query')
+    if eval_cfg['max_queries'] is not None:
+        queries = queries[:eval_cfg['max_queries']]
     prompt_task = task
     if task == 'classification':
-        eval_cfg['class_names'] = _class_names(eval_cfg, query_set)
+        if not all('multiple_choices' in q for q in queries):
+            eval_cfg['class_names'] = _class_names(eval_cfg, query_set)
         prompt_task = ('hateful_memes' if isinstance(
             query_set, HatefulMemesDataset) else 'imagenet')
     builder = FewShotPromptBuilder(**{
         'task': prompt_task,
         **eval_cfg['prompt']
     })
-    if eval_cfg['max_queries'] is not None:
-        queries = queries[:eval_cfg['max_queries']]
     for shots in eval_cfg['shots']:
         if builder.num_demos(shots) > len(support):
             raise ValueError(
                 f'{shots}-shot prompts need {builder.num_demos(shots)} demos '
                 f'per query, but the support set (fewshot_eval.support) has '
                 f'only {len(support)} samples')
-    support_keys = [s['sample_id'] for s in support]
-    query_keys = [q['sample_id'] for q in queries]
+    cache = None
+    if eval_cfg['cache_media']:
+        cache = VisualTokenCache(
+            model,
+            Compose(media_pipeline(model.backbone.image_size)),
+            batch_size=eval_cfg['media_batch_size'],
+            device=eval_cfg['media_cache_device'])
 
     results = []
     for shots in eval_cfg['shots']:
         trials = []
         for trial in range(eval_cfg['num_trials']):
-            selector = build_demo_selector(eval_cfg, support_keys, query_keys,
-                                           trial)
+            selector = build_demo_selector(eval_cfg, support, queries, trial)
             metrics = _run_trial(model, eval_cfg, builder, selector, support,
-                                 queries, shots, trial)
+                                 queries, shots, trial, cache)
             print_log(
                 f'{shots} shots, trial {trial}: {metrics}', logger='current')
             trials.append(dict(seed=eval_cfg['seed'] + trial, metrics=metrics))
@@ -430,7 +569,11 @@ def evaluate_fewshot(model: torch.nn.Module,
         num_support=len(support),
         num_queries=len(queries),
         results=results)
-    if work_dir is not None:
+    if cache is not None:
+        print_log(
+            f'vision features computed for {len(cache)} media, once each',
+            logger='current')
+    if work_dir is not None and is_main_process():
         write_fewshot_results(summary, work_dir)
     return summary
 

@@ -242,14 +242,29 @@ class Flamingo(BaseModel):
         loss = (token_loss * weights[rows]).sum() / denominator
         return dict(loss=loss, nll=nll.detach(), num_tokens=num_tokens.float())
 
+    def _visual_tokens(
+            self, images: Images,
+            media_tokens: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The given ``media_tokens`` or those of ``images``."""
+        if media_tokens is not None:
+            return media_tokens
+        return self.extract_media(images)
+
     @torch.no_grad()
-    def predict(self, images: Optional[torch.Tensor],
+    def predict(self,
+                images: Optional[torch.Tensor],
                 data_samples: List[DataSample],
+                media_tokens: Optional[torch.Tensor] = None,
                 **generation_cfg) -> List[DataSample]:
         """Generate after each sample's prompt (``data_sample.text``).
 
         Prompts are left-padded into one batch; beams share their sample's
         visual tokens. Generation stops at ``<|endofchunk|>``.
+
+        ``media_tokens`` (``(B, N, L, D)``, e.g. from
+        :class:`~mmflamingo.evaluation.VisualTokenCache`) replace
+        ``images``, which may then be None; each sample's ``num_media`` says
+        how many of its N are real.
 
         Returns:
             list[DataSample]: with ``pred_caption`` or ``pred_answer``.
@@ -260,7 +275,7 @@ class Flamingo(BaseModel):
         generated = self.head.generate(
             prompt['input_ids'],
             prompt['attention_mask'],
-            self.extract_media(images),
+            self._visual_tokens(images, media_tokens),
             num_media=num_media,
             **cfg)
         new_tokens = generated[:, prompt['input_ids'].shape[1]:]
@@ -272,12 +287,15 @@ class Flamingo(BaseModel):
         return data_samples
 
     @torch.no_grad()
-    def score(self, images: Optional[torch.Tensor],
-              data_samples: List[DataSample]) -> List[DataSample]:
+    def score(self,
+              images: Optional[torch.Tensor],
+              data_samples: List[DataSample],
+              media_tokens: Optional[torch.Tensor] = None) -> List[DataSample]:
         """Log-likelihood of each ``data_sample.candidates`` after its prompt.
 
         Every sample needs the same number of candidates. Each prompt and its
         images are encoded once and its KV cache is shared by the candidates.
+        ``media_tokens`` replace ``images`` as in :meth:`predict`.
 
         Returns:
             list[DataSample]: with ``pred_scores``, a ``(C, )`` tensor of
@@ -301,7 +319,7 @@ class Flamingo(BaseModel):
         scores = self.head.score(
             prompt['input_ids'],
             prompt['attention_mask'],
-            self.extract_media(images),
+            self._visual_tokens(images, media_tokens),
             cont['input_ids'].view(shape),
             cont['attention_mask'].view(shape),
             num_media=num_media)

@@ -126,9 +126,9 @@ def run_recording_prompts(model, eval_cfg):
     """``evaluate_fewshot``, and the prompts ``model.score`` got."""
     prompts, score = [], model.score
 
-    def recording_score(images, data_samples):
+    def recording_score(images, data_samples, **kwargs):
         prompts.extend(s.text for s in data_samples)
-        return score(images, data_samples)
+        return score(images, data_samples, **kwargs)
 
     model.score = recording_score
     try:
