@@ -5,6 +5,7 @@ from .eval_datasets import (HatefulMemesDataset, ImageFolderClassification,
                             KarpathyCaptionDataset, VQADataset)
 from .image_text import CocoCaptionPairs, JsonlImageText, WebDatasetImageText
 from .interleaved import MMC4Interleaved, WebDatasetInterleaved
+from .text_corpus import TextCorpusDataset
 from .transforms import *  # noqa: F401,F403
 from .video_text import VideoTextPairs
 
@@ -13,5 +14,5 @@ __all__ = [
     'LossWeightedDataset', 'CocoCaptionPairs', 'JsonlImageText',
     'WebDatasetImageText', 'MMC4Interleaved', 'WebDatasetInterleaved',
     'VideoTextPairs', 'KarpathyCaptionDataset', 'VQADataset',
-    'HatefulMemesDataset', 'ImageFolderClassification'
+    'HatefulMemesDataset', 'ImageFolderClassification', 'TextCorpusDataset'
 ]

@@ -4,5 +4,6 @@ from .flamingo import Flamingo
 from .heads import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403
+from .pretrainers import *  # noqa: F401,F403
 
 __all__ = ['Flamingo', 'FlamingoDataPreprocessor']

@@ -1,3 +1,4 @@
 from .flamingo_monitor_hook import FlamingoMonitorHook, unwrap_flamingo
+from .save_pretrained_hook import SavePretrainedHook
 
-__all__ = ['FlamingoMonitorHook', 'unwrap_flamingo']
+__all__ = ['FlamingoMonitorHook', 'unwrap_flamingo', 'SavePretrainedHook']
