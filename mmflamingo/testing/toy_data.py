@@ -13,6 +13,8 @@ import random
 import numpy as np
 from PIL import Image
 
+from mmflamingo.datasets.transforms.video import write_video
+
 COLOURS = {
     'red': (220, 30, 30),
     'green': (30, 180, 60),
@@ -28,18 +30,6 @@ def _square(colour, size: int, x: int = None, y: int = None) -> np.ndarray:
     y = (size - side) // 2 if y is None else y
     img[y:y + side, x:x + side] = COLOURS[colour]
     return img
-
-
-def _write_video(path: str, frames) -> None:
-    import av
-    with av.open(path, mode='w') as container:
-        stream = container.add_stream('mpeg4', rate=1)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = 'yuv420p'
-        for frame in frames:
-            packet = stream.encode(av.VideoFrame.from_ndarray(frame, 'rgb24'))
-            container.mux(packet)
-        container.mux(stream.encode())
 
 
 def write_toy_mixture(root: str,
@@ -87,7 +77,7 @@ def write_toy_mixture(root: str,
             for t in range(num_frames)
         ]
         video = f'{i}_{moving}.mp4'
-        _write_video(osp.join(root, 'videos', video), frames)
+        write_video(osp.join(root, 'videos', video), frames)
         videos.append(
             dict(video=video, caption=f'a {moving} square moves right.'))
     # every document shows three of the pair images, each before a sentence

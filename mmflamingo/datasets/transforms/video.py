@@ -27,6 +27,27 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 _EPS = 1e-6
 
 
+def write_video(path: str, frames: Sequence[np.ndarray],
+                fps: int = 1) -> None:
+    """Encode RGB frames to a video file with FFmpeg's MPEG-4 encoder (in
+    every PyAV build), e.g. for generated data and demos.
+
+    Args:
+        path (str): The output file (``.mp4``).
+        frames (Sequence[np.ndarray]): ``(H, W, 3)`` uint8 RGB frames, H and
+            W even.
+        fps (int): Frames per second. Defaults to 1.
+    """
+    with av.open(path, mode='w') as container:
+        stream = container.add_stream('mpeg4', rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = 'yuv420p'
+        for frame in frames:
+            container.mux(
+                stream.encode(VideoFrame.from_ndarray(frame, 'rgb24')))
+        container.mux(stream.encode())
+
+
 def sample_timestamps(duration: float, num_frames: int,
                       fps: float) -> List[float]:
     """The T = ``num_frames`` timestamps (seconds) sampled from a clip.
