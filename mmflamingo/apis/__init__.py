@@ -1,3 +1,80 @@
-from .inference import inference_model, init_model
+"""Inference by model name or config, and our models in MMPretrain's hub.
 
-__all__ = ['init_model', 'inference_model']
+Importing this package is cheap: its functions are imported on first use,
+and the model index (``model-index.yml``) is registered in MMPretrain's
+``ModelHub`` as soon as MMPretrain is imported (now, if it already is), so
+that after ``import mmflamingo``::
+
+    mmpretrain.get_model('flamingo-tiny_shapes_caption', pretrained=True)
+    mmpretrain.inference_model('flamingo-tiny_shapes_caption', 'img.png')
+
+work like MMPretrain's own models. MMPretrain imports all its models, which
+takes seconds; ``import mmflamingo`` does not pay for that.
+"""
+import sys
+from importlib import import_module
+from importlib.abc import MetaPathFinder
+from importlib.util import find_spec
+
+__all__ = [
+    'get_model', 'init_model', 'inference_model', 'list_models',
+    'get_model_info', 'register_model_index', 'FlamingoPromptInputs'
+]
+
+# public name -> the submodule defining it
+_SUBMODULES = {
+    'get_model': 'inference',
+    'init_model': 'inference',
+    'inference_model': 'inference',
+    'list_models': 'model_index',
+    'get_model_info': 'model_index',
+    'register_model_index': 'model_index',
+    'FlamingoPromptInputs': 'inputs',
+}
+# where MMPretrain defines ModelHub
+_HUB_MODULE = 'mmpretrain.apis.model'
+
+
+def __getattr__(name: str):
+    if name not in _SUBMODULES:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    return getattr(import_module(f'.{_SUBMODULES[name]}', __name__), name)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _register_model_index() -> None:
+    from .model_index import register_default_model_index
+    register_default_model_index()
+
+
+class _RegisterWhenHubImported(MetaPathFinder):
+    """Registers our model index right after MMPretrain's ``ModelHub`` is
+    imported, by whoever imports it.
+
+    It finds no module itself: for ``mmpretrain.apis.model`` it takes the
+    spec the other finders give and runs the registration after the
+    loader's ``exec_module``, then leaves ``sys.meta_path``.
+    """
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != _HUB_MODULE:
+            return None
+        sys.meta_path.remove(self)
+        spec = find_spec(fullname)
+        exec_module = spec.loader.exec_module
+
+        def exec_and_register(module) -> None:
+            exec_module(module)
+            _register_model_index()
+
+        spec.loader.exec_module = exec_and_register
+        return spec
+
+
+if _HUB_MODULE in sys.modules:
+    _register_model_index()
+else:
+    sys.meta_path.insert(0, _RegisterWhenHubImported())
