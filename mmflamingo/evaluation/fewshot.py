@@ -297,24 +297,31 @@ def score_class_names(
         prompts (Sequence[str]): The prompts, ending where a name goes.
         media (Sequence[list]): The media of each prompt.
         class_names (Sequence[str] | Sequence[Sequence[str]]): The C
-            candidate names of every prompt, or of each prompt (as many for
-            each).
+            candidate names of every prompt, or the names of each prompt
+            (C: the most any prompt has).
         candidate_batch_size (int): Names per ``score`` call.
         cache (VisualTokenCache, optional): See :func:`pack_inputs`.
 
     Returns:
-        Tensor: ``(B, C)`` summed log-probabilities.
+        Tensor: ``(B, C)`` summed log-probabilities; ``-inf`` after a
+        prompt's last name.
     """
     if class_names and isinstance(class_names[0], str):
         class_names = [class_names] * len(prompts)
+    # prompts with fewer names get copies of their last one, scored -inf
+    num = max(len(names) for names in class_names)
+    padded = [list(n) + [n[-1]] * (num - len(n)) for n in class_names]
     data = pack_inputs(model, pipeline, prompts, media, cache)
     chunks = []
-    for start in range(0, len(class_names[0]), candidate_batch_size):
-        for sample, names in zip(data['data_samples'], class_names):
-            sample.candidates = list(names[start:start + candidate_batch_size])
+    for start in range(0, num, candidate_batch_size):
+        for sample, names in zip(data['data_samples'], padded):
+            sample.candidates = names[start:start + candidate_batch_size]
         scored = model.score(**data)
         chunks.append(torch.stack([s.pred_scores for s in scored]))
-    return torch.cat(chunks, dim=1)  # C / chunk x (B, chunk) -> (B, C)
+    scores = torch.cat(chunks, dim=1)  # C / chunk x (B, chunk) -> (B, C)
+    for row, names in zip(scores, class_names):
+        row[len(names):] = -float('inf')
+    return scores
 
 
 def to_metric_sample(task: str, query: dict, prediction) -> dict:
@@ -330,6 +337,8 @@ def to_metric_sample(task: str, query: dict, prediction) -> dict:
         if 'label' not in query:
             raise KeyError(f"query {query['sample_id']!r} has no 'label' "
                            '(a test split without labels?)')
+        if 'multiple_choices' in query:
+            prediction = prediction[:len(query['multiple_choices'])]
         return dict(
             pred_scores=prediction,
             gt_label=query['label'],

@@ -142,9 +142,9 @@ def test_selectors_keep_demos_in_the_query_group():
 
 
 def binding_datasets(tmp_path) -> dict:
-    """Episodes of 2 invented names in the VQA multiple-choice format: each
-    episode's support samples reveal which colour has which name."""
-    names = [['dax', 'wug'], ['blick', 'fep'], ['zup', 'tove']]
+    """Episodes of 2 or 3 invented names in the VQA multiple-choice format:
+    each episode's support samples reveal which colour has which name."""
+    names = [['dax', 'wug'], ['blick', 'fep'], ['zup', 'tove', 'mip']]
     splits = dict(train=([], []), val=([], []))
     qid = 0
     for episode, episode_names in enumerate(names):
@@ -185,7 +185,7 @@ def test_multiple_choice_queries_with_grouped_demos(tmp_path, tokenizer_dir):
     datasets = binding_datasets(tmp_path)
     queries = DATASETS.build(datasets['val'])
     infos = [queries.get_data_info(i) for i in range(len(queries))]
-    assert [i['label'] for i in infos] == [0, 1] * 3
+    assert [i['label'] for i in infos] == [0, 1, 0, 1, 0, 1, 2]
     assert infos[2]['episode'] == 1
     assert infos[2]['multiple_choices'] == ['blick', 'fep']
     cfg = tiny_config(
@@ -210,15 +210,39 @@ def test_multiple_choice_queries_with_grouped_demos(tmp_path, tokenizer_dir):
     summary = evaluate_fewshot(model, cfg['fewshot_eval'])
     accuracy = summary['results'][1]['mean']['classification/accuracy/top1']
     assert 0 <= accuracy <= 100
-    assert len(scored) == 2 * 6
-    for (prompt, candidates), info in zip(scored[6:], infos):
-        # each query ranks its own episode's names, after that episode's
-        # 4 demos (the whole support part of the episode)
-        assert candidates == info['multiple_choices']
+    assert len(scored) == 2 * 7
+    for (prompt, candidates), info in zip(scored[7:], infos):
+        # each query ranks its own episode's names (a batch with a 3-name
+        # episode pads the others' with a copy, scored -inf), after 4 demos
+        # of that episode
+        choices = info['multiple_choices']
+        assert candidates[:len(choices)] == choices
+        assert set(candidates) == set(choices)
         assert prompt.endswith('Question:What is this called? Short answer:')
-        for name in info['multiple_choices']:
-            assert prompt.count(f'Short answer:{name}<|endofchunk|>') == 2
+        assert sum(
+            prompt.count(f'Short answer:{name}<|endofchunk|>')
+            for name in choices) == 4
     with pytest.raises(KeyError, match="demo_group_key is 'round'"):
         evaluate_fewshot(model, {
             **cfg['fewshot_eval'], 'demo_group_key': 'round'
         })
+
+
+def test_score_class_names_of_unequal_counts(tmp_path, tokenizer_dir):
+    datasets = karpathy_datasets(tmp_path)
+    cfg = tiny_config(tokenizer_dir, 'caption', datasets['train'],
+                      datasets['test'])
+    model = init_model(Config(cfg))
+    pipeline = fewshot.Compose(
+        fewshot.media_pipeline(model.backbone.image_size))
+    media = [[str(tmp_path / '0.jpg')], [str(tmp_path / '1.jpg')]]
+    prompts = ['<image>Output:'] * 2
+    names = [['dax', 'wug'], ['dax', 'wug', 'zup']]
+    scores = fewshot.score_class_names(model, pipeline, prompts, media,
+                                       names, 2)
+    assert scores.shape == (2, 3)
+    assert scores[0, 2] == -float('inf') and scores[1].isfinite().all()
+    # the same as scoring each prompt's own names alone
+    alone = fewshot.score_class_names(model, pipeline, prompts[:1],
+                                      media[:1], names[0], 2)
+    torch.testing.assert_close(scores[0, :2], alone[0], rtol=1e-4, atol=1e-4)
