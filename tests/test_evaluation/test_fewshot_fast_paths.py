@@ -238,11 +238,11 @@ def test_score_class_names_of_unequal_counts(tmp_path, tokenizer_dir):
     media = [[str(tmp_path / '0.jpg')], [str(tmp_path / '1.jpg')]]
     prompts = ['<image>Output:'] * 2
     names = [['dax', 'wug'], ['dax', 'wug', 'zup']]
-    scores = fewshot.score_class_names(model, pipeline, prompts, media,
-                                       names, 2)
+    scores = fewshot.score_class_names(model, pipeline, prompts, media, names,
+                                       2)
     assert scores.shape == (2, 3)
     assert scores[0, 2] == -float('inf') and scores[1].isfinite().all()
     # the same as scoring each prompt's own names alone
-    alone = fewshot.score_class_names(model, pipeline, prompts[:1],
-                                      media[:1], names[0], 2)
+    alone = fewshot.score_class_names(model, pipeline, prompts[:1], media[:1],
+                                      names[0], 2)
     torch.testing.assert_close(scores[0, :2], alone[0], rtol=1e-4, atol=1e-4)

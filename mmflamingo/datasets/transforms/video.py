@@ -27,8 +27,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 _EPS = 1e-6
 
 
-def write_video(path: str, frames: Sequence[np.ndarray],
-                fps: int = 1) -> None:
+def write_video(path: str, frames: Sequence[np.ndarray], fps: int = 1) -> None:
     """Encode RGB frames to a video file with FFmpeg's MPEG-4 encoder (in
     every PyAV build), e.g. for generated data and demos.
 

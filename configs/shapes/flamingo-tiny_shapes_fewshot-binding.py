@@ -1,0 +1,39 @@
+# Stage 4 of the shapes recipe: the in-context binding task. In each episode
+# the shapes have invented names that only the episode's own demos reveal
+# (demo_group_key='episode'); the query asks what a shape is called and the
+# episode's names are ranked by their log-likelihood after the prompt (the
+# VQA multiple-choice format). Chance is 1 / the names per episode.
+#   python tools/test.py \
+#       configs/shapes/flamingo-tiny_shapes_fewshot-binding.py \
+#       work_dirs/shapes/flamingo/flamingo-tiny_shapes.pth
+_base_ = ['./flamingo-tiny_shapes_mixture.py']
+model = dict(task='vqa')
+binding = dict(
+    type='VQADataset',
+    data_root='data/shapes',
+    image_name='{image_id}.png',
+    data_prefix=dict(img_path='images'))
+rices_dataset = dict(
+    **binding,
+    question_file='binding/train_questions.json',
+    annotation_file='binding/train_annotations.json',
+    split='train')
+rices_query_dataset = dict(
+    **binding,
+    question_file='binding/val_questions.json',
+    annotation_file='binding/val_annotations.json',
+    split='val')
+fewshot_eval = dict(
+    task='classification',
+    support=rices_dataset,
+    query=rices_query_dataset,
+    shots=[0, 4, 8],
+    num_trials=1,
+    seed=0,
+    demo_selection='random',
+    demo_group_key='episode',
+    rices_support_features='work_dirs/shapes/rices/binding_support.pth',
+    rices_query_features='work_dirs/shapes/rices/binding_query.pth',
+    prompt=dict(task='vqa'),
+    batch_size=16,
+    metric=dict(type='RankClassificationMetric', topk=1))

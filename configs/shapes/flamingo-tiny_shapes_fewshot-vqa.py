@@ -1,0 +1,35 @@
+# Stage 4 of the shapes recipe: few-shot VQA on held-out scenes (the 'val'
+# questions), demos from 'train', OpenFlamingo's prompt, the official VQA
+# accuracy.
+#   python tools/test.py configs/shapes/flamingo-tiny_shapes_fewshot-vqa.py \
+#       work_dirs/shapes/flamingo/flamingo-tiny_shapes.pth
+_base_ = ['./flamingo-tiny_shapes_mixture.py']
+model = dict(task='vqa', generation_cfg=dict(num_beams=1, max_new_tokens=5))
+vqa = dict(
+    type='VQADataset',
+    data_root='data/shapes',
+    image_name='{image_id}.png',
+    data_prefix=dict(img_path='images'))
+rices_dataset = dict(
+    **vqa,
+    question_file='vqa/train_questions.json',
+    annotation_file='vqa/train_annotations.json',
+    split='train')
+rices_query_dataset = dict(
+    **vqa,
+    question_file='vqa/val_questions.json',
+    annotation_file='vqa/val_annotations.json',
+    split='val')
+fewshot_eval = dict(
+    task='vqa',
+    support=rices_dataset,
+    query=rices_query_dataset,
+    shots=[0, 4, 8],
+    num_trials=1,
+    seed=0,
+    demo_selection='random',
+    rices_support_features='work_dirs/shapes/rices/vqa_support.pth',
+    rices_query_features='work_dirs/shapes/rices/vqa_query.pth',
+    batch_size=16,
+    max_queries=200,
+    metric=dict(type='VQAAccuracy'))

@@ -1,0 +1,46 @@
+# Stage 3 of the shapes recipe: Flamingo on the shapes world. The vision
+# encoder (stage 1, contrastive) and the language model (stage 2) are frozen;
+# the Perceiver Resampler, the gated cross-attention blocks and the rows of
+# the new tokens are trained on the mixture of interleaved documents, pairs
+# and videos. Run by `bash tools/run_shapes_recipe.sh`, or
+#   python tools/train.py configs/shapes/flamingo-tiny_shapes_mixture.py
+_base_ = [
+    '../_base_/datasets/shapes_mixture.py',
+    '../_base_/schedules/flamingo_adamw_warmup-constant.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(
+    type='Flamingo',
+    tokenizer=dict(pretrained='work_dirs/shapes/lm/hf'),
+    backbone=dict(
+        type='HFCLIPVisionEncoder', pretrained='work_dirs/shapes/vision/hf'),
+    neck=dict(
+        type='PerceiverResampler',
+        depth=2,
+        dim_head=32,
+        heads=4,
+        num_latents=16,
+        max_num_frames=4),
+    head=dict(
+        type='FlamingoLMHead',
+        lm=dict(pretrained='work_dirs/shapes/lm/hf'),
+        cross_attn_every_n_layers=1,
+        xattn_cfg=dict(dim_head=32, heads=4, ff_mult=2)),
+    max_text_length=256,
+    data_preprocessor=dict(type='FlamingoDataPreprocessor'),
+    generation_cfg=dict(num_beams=1, max_new_tokens=20))
+warmup_iters = 50
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=False,
+        begin=0,
+        end=warmup_iters),
+]
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+train_cfg = dict(max_iters=900)
+default_hooks = dict(
+    logger=dict(interval=20), checkpoint=dict(interval=900, max_keep_ckpts=1))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+work_dir = 'work_dirs/shapes/flamingo'
