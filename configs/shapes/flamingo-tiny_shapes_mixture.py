@@ -38,7 +38,17 @@ param_scheduler = [
         begin=0,
         end=warmup_iters),
 ]
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+# the tanh gates learn 10x faster and without weight decay: a few hundred
+# steps at the other parameters' rate leave them near 0 (the LM's prior wins)
+optim_wrapper = dict(
+    optimizer=dict(lr=1e-3),
+    paramwise_cfg=dict(
+        custom_keys={
+            'neck': dict(decay_mult=0.0),
+            'new_weight': dict(decay_mult=0.0),
+            'new_bias': dict(decay_mult=0.0),
+            '_gate': dict(lr_mult=10.0, decay_mult=0.0),
+        }))
 train_cfg = dict(max_iters=900)
 default_hooks = dict(
     logger=dict(interval=20), checkpoint=dict(interval=900, max_keep_ckpts=1))
