@@ -198,13 +198,13 @@ class Recipe:
             lambda: train_bpe_tokenizer(
                 [osp.join(self.data, 'text', 'corpus.txt')], out))
 
-    def train(self, name: str, config: str, output: str) -> None:
+    def train(self, name: str, config: str, work_dir: str,
+              output: str) -> None:
+        """Train with ``config`` in ``work_dir``; finished once ``output``
+        (the stage's exported or published file) exists."""
         train = load_tool('tools/train.py')
-        work_dir = osp.dirname(output) if name != 'flamingo' else output
-        self.stage(
-            name, lambda: osp.isfile(osp.join(output, 'config.json'))
-            if name != 'flamingo' else osp.isfile(self.paths['checkpoint']),
-            lambda: self._train(train, name, config, work_dir))
+        self.stage(name, lambda: osp.isfile(output),
+                   lambda: self._train(train, name, config, work_dir))
 
     def _train(self, train, name: str, config: str, work_dir: str) -> None:
         train.main([
@@ -261,13 +261,16 @@ class Recipe:
         start = time.perf_counter()
         self.world()
         self.tokenizer()
+        work = self.work
         self.train('vision', 'configs/shapes/clip-tiny_shapes_contrastive.py',
-                   self.paths['vision'])
+                   osp.join(work, 'vision'),
+                   osp.join(self.paths['vision'], 'config.json'))
         self.train('lm', 'configs/shapes/llama-tiny_shapes_lm.py',
-                   self.paths['lm'])
+                   osp.join(work, 'lm'),
+                   osp.join(self.paths['lm'], 'config.json'))
         self.train('flamingo',
                    'configs/shapes/flamingo-tiny_shapes_mixture.py',
-                   self.paths['flamingo'])
+                   self.paths['flamingo'], self.paths['checkpoint'])
         results = self.evaluate()
         summary = write_summary(results, self.work, self.chance())
         print('\n' + summary)

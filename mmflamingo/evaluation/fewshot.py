@@ -460,11 +460,10 @@ def _score_in_order(eval_cfg: dict, samples: List[tuple], num_shots: int,
 
 
 @torch.no_grad()
-def _run_trial(model, eval_cfg: dict, builder: FewShotPromptBuilder, selector,
-               support: List[dict], queries: List[dict], num_shots: int,
-               trial: int,
+def _run_trial(model, pipeline, eval_cfg: dict, builder: FewShotPromptBuilder,
+               selector, support: List[dict], queries: List[dict],
+               num_shots: int, trial: int,
                cache: Optional[VisualTokenCache]) -> Dict[str, float]:
-    pipeline = Compose(media_pipeline(model.backbone.image_size))
     batch_size = eval_cfg['batch_size']
     batches = [
         range(start, min(start + batch_size, len(queries)))
@@ -540,11 +539,12 @@ def evaluate_fewshot(model: torch.nn.Module,
                 f'{shots}-shot prompts need {builder.num_demos(shots)} demos '
                 f'per query, but the support set (fewshot_eval.support) has '
                 f'only {len(support)} samples')
+    pipeline = Compose(media_pipeline(model.backbone.image_size))
     cache = None
     if eval_cfg['cache_media']:
         cache = VisualTokenCache(
             model,
-            Compose(media_pipeline(model.backbone.image_size)),
+            pipeline,
             batch_size=eval_cfg['media_batch_size'],
             device=eval_cfg['media_cache_device'])
 
@@ -553,8 +553,8 @@ def evaluate_fewshot(model: torch.nn.Module,
         trials = []
         for trial in range(eval_cfg['num_trials']):
             selector = build_demo_selector(eval_cfg, support, queries, trial)
-            metrics = _run_trial(model, eval_cfg, builder, selector, support,
-                                 queries, shots, trial, cache)
+            metrics = _run_trial(model, pipeline, eval_cfg, builder, selector,
+                                 support, queries, shots, trial, cache)
             print_log(
                 f'{shots} shots, trial {trial}: {metrics}', logger='current')
             trials.append(dict(seed=eval_cfg['seed'] + trial, metrics=metrics))

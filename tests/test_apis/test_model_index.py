@@ -7,7 +7,6 @@ temporary directory and a temporary model index naming them.
 """
 from pathlib import Path
 
-import av
 import mmpretrain
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ import mmflamingo  # noqa: F401  (registers the model index)
 from mmflamingo.apis import (get_model, get_model_info, inference_model,
                              init_model, list_models, register_model_index)
 from mmflamingo.apis.model_index import RECIPE_COMMAND
-from mmflamingo.datasets.transforms import LoadVideoFrames
+from mmflamingo.datasets.transforms import LoadVideoFrames, write_video
 from mmflamingo.testing import tiny_flamingo_config
 
 ROOT = Path(__file__).parents[2]
@@ -183,14 +182,7 @@ def _write_video(path: Path, num_frames: int) -> list:
         np.random.RandomState(i).randint(0, 255, (64, 64, 3), np.uint8)
         for i in range(num_frames)
     ]
-    with av.open(str(path), 'w') as container:
-        stream = container.add_stream('mpeg4', rate=1)
-        stream.width = stream.height = 64
-        stream.pix_fmt = 'yuv420p'
-        for frame in frames:
-            container.mux(
-                stream.encode(av.VideoFrame.from_ndarray(frame, 'rgb24')))
-        container.mux(stream.encode())
+    write_video(str(path), frames)
     return frames
 
 

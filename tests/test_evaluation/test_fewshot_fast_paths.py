@@ -22,7 +22,7 @@ from mmflamingo.registry import DATASETS
 
 class RecordingCache(VisualTokenCache):
     """Records the media asked for and the media encoded."""
-    asked, encoded, shapes = [], [], []
+    asked, encoded = [], []
 
     def __call__(self, media):
         self.asked.extend(m for ms in media for m in ms)
