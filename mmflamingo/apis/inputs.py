@@ -15,8 +15,8 @@ resolves (MMPretrain builds its inferencers' pipelines in its own scope).
 """
 from mmcv.transforms import BaseTransform
 
-from mmflamingo.models.utils import MEDIA_TOKEN
 from mmflamingo.registry import TRANSFORMS
+from mmflamingo.tokens import MEDIA_TOKEN
 
 __all__ = ['FlamingoPromptInputs']
 

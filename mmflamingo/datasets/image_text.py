@@ -11,8 +11,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import print_log
 
-from mmflamingo.models.utils.hf_utils import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 from mmflamingo.registry import DATASETS
+from mmflamingo.tokens import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 from .base_dataset import UnusableSample
 from .sequence_dataset import (BaseSequenceDataset, check_dir, check_file,
                                image_from_bytes)

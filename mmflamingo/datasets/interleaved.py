@@ -20,8 +20,8 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
-from mmflamingo.models.utils.hf_utils import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 from mmflamingo.registry import DATASETS
+from mmflamingo.tokens import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 from .base_dataset import FilteredSample, UnusableSample
 from .sequence_dataset import BaseSequenceDataset, check_dir, image_from_bytes
 from .tar_shards import expand_paths, group_samples, list_members, read_member

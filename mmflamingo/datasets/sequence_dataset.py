@@ -13,8 +13,7 @@ from typing import List, Optional, Tuple
 
 from PIL import Image
 
-from mmflamingo.models.utils.hf_utils import (MEDIA_TOKEN, add_flamingo_tokens,
-                                              build_tokenizer)
+from mmflamingo.tokens import MEDIA_TOKEN, add_flamingo_tokens, build_tokenizer
 from .base_dataset import BaseFlamingoDataset, UnusableSample
 
 

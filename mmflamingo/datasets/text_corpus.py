@@ -4,8 +4,8 @@ from typing import List
 import torch
 from mmengine.dataset import BaseDataset
 
-from mmflamingo.models.utils.hf_utils import build_tokenizer
 from mmflamingo.registry import DATASETS
+from mmflamingo.tokens import build_tokenizer
 from .sequence_dataset import check_file
 
 __all__ = ['TextCorpusDataset']

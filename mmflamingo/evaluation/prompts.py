@@ -37,7 +37,7 @@ passed, and the query's text sees the query's image.
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from mmflamingo.models.utils.hf_utils import MEDIA_TOKEN
+from mmflamingo.tokens import MEDIA_TOKEN
 
 # task -> (demo template, query template, separator after each demo)
 PROMPT_TEMPLATES: Dict[str, Dict[str, str]] = {

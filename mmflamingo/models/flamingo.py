@@ -9,8 +9,8 @@ from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 
 from mmflamingo.registry import MODELS
-from .utils import (add_flamingo_tokens, build_labels, build_tokenizer,
-                    load_flamingo_checkpoint)
+from mmflamingo.tokens import add_flamingo_tokens, build_tokenizer
+from .utils import build_labels, load_flamingo_checkpoint
 
 Images = Optional[torch.Tensor]  # (B, N, T, C, H, W), None for text only
 Samples = List[DataSample]

@@ -9,8 +9,8 @@ import torch
 
 from mmflamingo.datasets.transforms import (RandomImagePlacement,
                                             attend_next_image)
-from mmflamingo.models.utils import add_flamingo_tokens, build_tokenizer
 from mmflamingo.models.utils.labels import build_labels
+from mmflamingo.tokens import add_flamingo_tokens, build_tokenizer
 
 EOC, EOS = '<|endofchunk|>', '<|endoftext|>'
 

@@ -5,8 +5,8 @@ from typing import List, Tuple
 import numpy as np
 from mmcv.transforms import BaseTransform
 
-from mmflamingo.models.utils.hf_utils import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 from mmflamingo.registry import TRANSFORMS
+from mmflamingo.tokens import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 
 
 @TRANSFORMS.register_module()

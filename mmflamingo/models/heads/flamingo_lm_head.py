@@ -11,10 +11,10 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmflamingo.registry import MODELS
+from mmflamingo.tokens import FlamingoTokens
 from ..layers import (ExtendedEmbedding, ExtendedLMHead,
                       GatedCrossAttentionBlock)
-from ..utils import (FlamingoTokens, build_causal_lm, find_decoder_layers,
-                     lm_hidden_size)
+from ..utils import build_causal_lm, find_decoder_layers, lm_hidden_size
 
 KVPair = Tuple[torch.Tensor, torch.Tensor]
 

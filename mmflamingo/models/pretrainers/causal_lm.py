@@ -6,7 +6,8 @@ import torch
 from mmengine.model import BaseModel
 
 from mmflamingo.registry import MODELS
-from ..utils import build_causal_lm, build_tokenizer
+from mmflamingo.tokens import build_tokenizer
+from ..utils import build_causal_lm
 from .utils import tokenizer_ids
 
 __all__ = ['CausalLMPretrainer']

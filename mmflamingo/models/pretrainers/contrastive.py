@@ -9,7 +9,7 @@ from mmpretrain.structures import DataSample
 from transformers import CLIPConfig, CLIPModel
 
 from mmflamingo.registry import MODELS
-from ..utils import build_tokenizer
+from mmflamingo.tokens import build_tokenizer
 from .utils import tokenizer_ids
 
 __all__ = ['ContrastiveImageTextPretrainer']

@@ -4,7 +4,7 @@ The result is a ``PreTrainedTokenizerFast`` directory that
 ``AutoTokenizer.from_pretrained`` loads, with LLaMA's conventions: it adds
 ``<s>`` (bos) in front of every text and has ``</s>`` (eos), ``<pad>`` and
 ``<unk>`` tokens. Flamingo then adds its own tokens to it
-(:func:`~mmflamingo.models.utils.add_flamingo_tokens`).
+(:func:`~mmflamingo.tokens.add_flamingo_tokens`).
 """
 import os
 import os.path as osp

@@ -1,18 +1,14 @@
-"""Building Hugging Face language models and tokenizers from configs, offline.
+"""Building Hugging Face language models from configs, offline.
 
 Pretrained weights are always read from local directories: a missing path is
 an error that names the config field, never a download.
 """
-import os.path as osp
-from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
 
-MEDIA_TOKEN = '<image>'
-END_OF_CHUNK_TOKEN = '<|endofchunk|>'
-PAD_TOKEN = '<PAD>'
+from mmflamingo.tokens import check_local_dir
 
 _DTYPES = {
     'float32': torch.float32,
@@ -31,16 +27,6 @@ def to_torch_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
         raise ValueError(f'dtype must be one of {sorted(_DTYPES)}, '
                          f'got {dtype!r}')
     return _DTYPES[dtype]
-
-
-def check_local_dir(path: str, field: str) -> str:
-    """Raise a FileNotFoundError naming ``field`` unless ``path`` is a dir."""
-    if not isinstance(path, str) or not osp.isdir(path):
-        raise FileNotFoundError(
-            f'{field}: {path!r} is not a local directory. mmflamingo never '
-            'downloads weights: point it at a directory saved with '
-            '`save_pretrained`.')
-    return path
 
 
 def build_causal_lm(pretrained: Optional[str] = None,
@@ -77,49 +63,6 @@ def build_causal_lm(pretrained: Optional[str] = None,
     hf_config = AutoConfig.for_model(config.pop('model_type'), **config)
     return AutoModelForCausalLM.from_config(
         hf_config, torch_dtype=dtype, trust_remote_code=trust_remote_code)
-
-
-@dataclass
-class FlamingoTokens:
-    """Ids of the tokens Flamingo adds, and the vocabulary size before them.
-    """
-    media: int
-    end_of_chunk: int
-    pad: int
-    num_base: int
-    num_new: int
-
-
-def build_tokenizer(pretrained: str, field: str = 'tokenizer', **kwargs):
-    """Load a tokenizer from a local directory (``AutoTokenizer``)."""
-    from transformers import AutoTokenizer
-    check_local_dir(pretrained, f'{field}.pretrained')
-    return AutoTokenizer.from_pretrained(
-        pretrained, local_files_only=True, **kwargs)
-
-
-def add_flamingo_tokens(tokenizer) -> FlamingoTokens:
-    """Add ``<|endofchunk|>``, ``<image>`` (and ``<PAD>``) as OpenFlamingo.
-
-    The order matters for checkpoint compatibility: OpenFlamingo appends
-    ``<|endofchunk|>`` then ``<image>``, then a pad token if none exists.
-    Calling it twice adds nothing the second time.
-    """
-    vocab = tokenizer.get_vocab()
-    if MEDIA_TOKEN in vocab and END_OF_CHUNK_TOKEN in vocab:
-        num_base = min(vocab[MEDIA_TOKEN], vocab[END_OF_CHUNK_TOKEN])
-    else:
-        num_base = len(tokenizer)
-        tokenizer.add_special_tokens(
-            {'additional_special_tokens': [END_OF_CHUNK_TOKEN, MEDIA_TOKEN]})
-        if tokenizer.pad_token is None:
-            tokenizer.add_special_tokens({'pad_token': PAD_TOKEN})
-    return FlamingoTokens(
-        media=tokenizer.convert_tokens_to_ids(MEDIA_TOKEN),
-        end_of_chunk=tokenizer.convert_tokens_to_ids(END_OF_CHUNK_TOKEN),
-        pad=tokenizer.pad_token_id,
-        num_base=num_base,
-        num_new=len(tokenizer) - num_base)
 
 
 def get_attr_path(obj, path: str):

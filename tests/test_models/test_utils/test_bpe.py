@@ -5,9 +5,9 @@ import sys
 import pytest
 from transformers import AutoTokenizer
 
-from mmflamingo.models.utils import (END_OF_CHUNK_TOKEN, MEDIA_TOKEN,
-                                     add_flamingo_tokens)
 from mmflamingo.models.utils.bpe import train_bpe_tokenizer
+from mmflamingo.tokens import (END_OF_CHUNK_TOKEN, MEDIA_TOKEN,
+                               add_flamingo_tokens)
 
 CORPUS = [
     'a red circle on the left. a blue square on the right.',
