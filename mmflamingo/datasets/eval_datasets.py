@@ -10,7 +10,8 @@ prompts (:mod:`mmflamingo.evaluation.prompts`) and metrics need:
   references), ``image_id``;
 - :class:`VQADataset` (VQAv2, OK-VQA, TextVQA, VizWiz): ``question``,
   ``question_id``, ``image_id``, ``answers`` (the annotators' answers,
-  usually 10; absent without an annotation file);
+  usually 10; absent without an annotation file), ``answer_records`` (the
+  annotation's answer dicts, which the VQA accuracy scores against);
 - :class:`HatefulMemesDataset`: ``text`` (the meme's OCR text), ``label``
   (0/1), ``class_name`` (``'no'``/``'yes'``), ``id``;
 - :class:`ImageFolderClassification` (ImageNet): ``label``, ``class_name``.
@@ -22,6 +23,9 @@ the ``train`` and ``val`` folders of ImageNet), or from each split's own files
 
 A sample whose image is missing raises at construction, naming the file, or
 with ``on_missing='skip'`` is left out and counted (``num_skipped``, logged).
+A sample whose text (:data:`TEXT_FIELDS`) holds a literal ``<image>`` or
+``<|endofchunk|>``, which a prompt would read as a marker binding the wrong
+image, is always left out, with a warning naming it, and counted too.
 A missing annotation file raises at construction, naming its argument.
 """
 import json
@@ -34,9 +38,33 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from mmflamingo.registry import DATASETS
+from mmflamingo.tokens import flamingo_tokens_in
 from .sequence_dataset import check_dir, check_file
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+# the fields of a sample whose text reaches a prompt or a scored candidate
+TEXT_FIELDS = ('caption', 'captions', 'question', 'answers',
+               'multiple_choices', 'text', 'class_name')
+
+
+def _flamingo_tokens_by_field(sample: dict) -> Dict[str, List[str]]:
+    """The Flamingo tokens each text field of ``sample`` holds (a field
+    may be a string or a list of strings); fields without any are left out.
+    """
+    found = {}
+    for field in TEXT_FIELDS:
+        value = sample.get(field)
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, (list, tuple)):
+            continue
+        tokens = {
+            token
+            for text in texts if isinstance(text, str)
+            for token in flamingo_tokens_in(text)
+        }
+        if tokens:
+            found[field] = sorted(tokens)
+    return found
 
 
 def _load_json(path: str, field: str) -> Union[dict, list]:
@@ -54,7 +82,8 @@ class BaseEvalDataset(BaseDataset):
 
     Subclasses implement :meth:`load_samples`, returning every sample of the
     split with its ``media``; this class drops (or fails on) the samples
-    whose image does not exist.
+    whose image does not exist, and drops with a warning those whose text
+    holds a literal Flamingo token.
 
     Args:
         split (str): The split to load (or, for one-file-per-split formats,
@@ -82,8 +111,20 @@ class BaseEvalDataset(BaseDataset):
         raise NotImplementedError
 
     def load_data_list(self) -> List[dict]:
-        data_list = []
+        data_list, num_missing = [], 0
+        name = f'{type(self).__name__} ({self.split})'
         for sample in self.load_samples():
+            tokens = _flamingo_tokens_by_field(sample)
+            if tokens:
+                self.num_skipped += 1
+                print_log(
+                    f'{name}: leaving out {sample["source"]}: ' + ', '.join(
+                        f'its {field} holds a literal {" and ".join(found)}'
+                        for field, found in tokens.items()) +
+                    ', which a prompt would read as a marker',
+                    logger='current',
+                    level=logging.WARNING)
+                continue
             missing = [p for p in sample['media'] if not osp.isfile(p)]
             if not missing:
                 sample['split'] = self.split
@@ -93,11 +134,12 @@ class BaseEvalDataset(BaseDataset):
                     f'image {missing[0]} of {sample["source"]} does not '
                     "exist (on_missing='skip' leaves such samples out)")
             else:
-                self.num_skipped += 1
-        if self.num_skipped:
+                num_missing += 1
+        self.num_skipped += num_missing
+        if num_missing:
             print_log(
-                f'{type(self).__name__} ({self.split}): skipped '
-                f'{self.num_skipped} samples whose image is missing',
+                f'{name}: skipped {num_missing} samples whose image is '
+                'missing',
                 logger='current',
                 level=logging.WARNING)
         return data_list
@@ -175,11 +217,16 @@ class VQADataset(BaseEvalDataset):
     "question"}]}``; ``annotation_file`` is ``{"annotations":
     [{"question_id", "answers": [{"answer"}], ...}]}``, matched by
     ``question_id`` (``answer_type`` and ``question_type`` are kept when
-    present). The VQA multiple-choice format is read too: a question's
-    ``multiple_choices`` (and any other extra keys of the question, e.g. an
-    ``episode``) are kept, and its annotation's ``multiple_choice_answer``
-    becomes ``label``, its index among the choices, for
-    ``task='classification'`` few-shot evaluation. The image is
+    present). A sample's ``answers`` are the answer strings (for the
+    prompts); its ``answer_records`` are copies of the annotation's answer
+    dicts (VQAv2's ``{answer, answer_confidence, answer_id}``, VizWiz's
+    ``{answer, answer_confidence}``), which
+    :func:`~mmflamingo.evaluation.metrics.vqa_accuracy` needs to score as
+    the official script does. The VQA multiple-choice format is read too: a
+    question's ``multiple_choices`` (and any other extra keys of the
+    question, e.g. an ``episode``) are kept, and its annotation's
+    ``multiple_choice_answer`` becomes ``label``, its index among the
+    choices, for ``task='classification'`` few-shot evaluation. The image is
     ``data_prefix['img_path']/`` + ``image_name.format(image_id=...)``:
 
     - VQAv2, OK-VQA: ``'COCO_val2014_{image_id:012d}.jpg'`` (or
@@ -236,6 +283,18 @@ class VQADataset(BaseEvalDataset):
         """The questions json (``ann_file``, under ``data_root``)."""
         return self.ann_file
 
+    def _answer_records(self, ann: dict) -> List[dict]:
+        """The annotation's answer dicts, each with a string ``answer``."""
+        records = ann.get('answers')
+        if not isinstance(records, list) or not all(
+                isinstance(r, dict) and isinstance(r.get('answer'), str)
+                for r in records):
+            raise ValueError(
+                f'{self.annotation_file}: the "answers" of question_id '
+                f"{ann.get('question_id')!r} must be a list of dicts with a "
+                f'string "answer", got {records!r}')
+        return [dict(r) for r in records]
+
     def _choice_index(self, question: dict, ann: dict) -> int:
         """The index of a multiple-choice question's right answer."""
         answer = ann.get('multiple_choice_answer')
@@ -280,7 +339,10 @@ class VQADataset(BaseEvalDataset):
                     raise ValueError(f'{self.annotation_file}: no annotation '
                                      f'for question_id {qid}')
                 ann = answers[qid]
-                sample['answers'] = [a['answer'] for a in ann['answers']]
+                sample['answer_records'] = self._answer_records(ann)
+                sample['answers'] = [
+                    a['answer'] for a in sample['answer_records']
+                ]
                 for key in ('answer_type', 'question_type'):
                     if key in ann:
                         sample[key] = ann[key]

@@ -1,3 +1,5 @@
+from .answer_postprocess import (postprocess_answer,
+                                 postprocess_vqa_generation, stem_vqa_answer)
 from .demo_selection import (RandomDemoSelector, RICESSelector,
                              load_rices_features, save_rices_features)
 from .fewshot import evaluate_fewshot, write_fewshot_results
@@ -7,5 +9,6 @@ from .prompts import FewShotPromptBuilder
 __all__ = [
     'FewShotPromptBuilder', 'RandomDemoSelector', 'RICESSelector',
     'load_rices_features', 'save_rices_features', 'evaluate_fewshot',
-    'write_fewshot_results'
+    'write_fewshot_results', 'postprocess_answer',
+    'postprocess_vqa_generation', 'stem_vqa_answer'
 ]

@@ -15,6 +15,7 @@
         batch_size=8,
         prompt=dict(),                  # FewShotPromptBuilder kwargs
         metric=dict(type='CaptionMetric'),  # or VQAAccuracy
+        answer_postprocess='openflamingo',  # VQA: how generations are cut
         max_queries=None,               # the first N queries only
         class_names=None,               # classification: the dataset's
         candidate_batch_size=100,       # class names scored per call
@@ -27,7 +28,13 @@
 For every shot count and trial, each query gets its demos from the support
 set (:mod:`~mmflamingo.evaluation.demo_selection`), its prompt and media from
 :class:`~mmflamingo.evaluation.prompts.FewShotPromptBuilder`, and the model's
-``predict`` generates its answer; the metric scores the trial. The mean and
+``predict`` generates its answer; the metric scores the trial. VQA
+generations are cut into answers first, as ``answer_postprocess`` names
+(:mod:`~mmflamingo.evaluation.answer_postprocess`): ``'openflamingo'``
+(before 'Question', 'Answer', 'Short', then before the first ', '),
+``'no_comma_cut'`` (keeps 'washington, dc'), ``'openflamingo_okvqa'`` (then
+OK-VQA stemming) or None (as generated); the metric scores exactly these
+answers against the query's ``answer_records``. The mean and
 standard deviation over the trials (``np.std``, as OpenFlamingo) are
 reported per shot count.
 
@@ -78,6 +85,7 @@ from tqdm import tqdm
 from mmflamingo.datasets.eval_datasets import HatefulMemesDataset
 from mmflamingo.datasets.transforms import media_pipeline
 from mmflamingo.registry import DATASETS, METRICS
+from .answer_postprocess import check_answer_postprocess, postprocess_answer
 from .demo_selection import (RandomDemoSelector, RICESSelector,
                              load_rices_features)
 from .media_cache import VisualTokenCache
@@ -99,6 +107,7 @@ FEWSHOT_DEFAULTS: Dict[str, Any] = dict(
     batch_size=8,
     prompt=dict(),
     max_queries=None,
+    answer_postprocess='openflamingo',
     class_names=None,
     candidate_batch_size=100,
     num_permutations=1,
@@ -120,6 +129,7 @@ def _check_cfg(eval_cfg: dict) -> dict:
     if cfg['task'] not in TASKS:
         raise ValueError(f"fewshot_eval.task must be one of {TASKS}, got "
                          f"{cfg['task']!r}")
+    check_answer_postprocess(cfg['answer_postprocess'])
     if cfg['demo_selection'] not in ('random', 'rices'):
         raise ValueError("fewshot_eval.demo_selection must be 'random' or "
                          f"'rices', got {cfg['demo_selection']!r}")
@@ -324,14 +334,21 @@ def score_class_names(
     return scores
 
 
-def to_metric_sample(task: str, query: dict, prediction) -> dict:
+def to_metric_sample(
+        task: str,
+        query: dict,
+        prediction,
+        answer_postprocess: Optional[str] = 'openflamingo') -> dict:
     """The fields the task's metric reads, from a query and its prediction.
 
     Captioning: ``pred_caption``, ``gt_caption`` (the query's ``captions``),
-    ``image_id``. VQA: ``pred_answer``, ``gt_answer`` (its ``answers``),
-    ``question_id`` and ``answer_type`` when known. Classification
-    (``prediction``: the ``(C, )`` class scores): ``pred_scores``,
-    ``gt_label`` (its ``label``), ``sample_id``.
+    ``image_id``. VQA: ``pred_answer`` (the generation post-processed as
+    ``answer_postprocess`` names, see
+    :func:`~mmflamingo.evaluation.answer_postprocess.postprocess_answer`),
+    ``gt_answer`` (its ``answer_records``, the annotation's answer dicts,
+    else its ``answers``), ``question_id`` and ``answer_type`` when known.
+    Classification (``prediction``: the ``(C, )`` class scores):
+    ``pred_scores``, ``gt_label`` (its ``label``), ``sample_id``.
     """
     if task == 'classification':
         if 'label' not in query:
@@ -349,8 +366,12 @@ def to_metric_sample(task: str, query: dict, prediction) -> dict:
             gt_caption=query['captions'],
             image_id=query['image_id'])
     sample = dict(
-        pred_answer=prediction.pred_answer, question_id=query['question_id'])
-    if 'answers' in query:
+        pred_answer=postprocess_answer(prediction.pred_answer,
+                                       answer_postprocess),
+        question_id=query['question_id'])
+    if 'answer_records' in query:
+        sample['gt_answer'] = query['answer_records']
+    elif 'answers' in query:
         sample['gt_answer'] = query['answers']
     if 'answer_type' in query:
         sample['answer_type'] = query['answer_type']
@@ -485,9 +506,10 @@ def _run_trial(model, pipeline, eval_cfg: dict, builder: FewShotPromptBuilder,
             predictions = _predict_batch(model, pipeline, builder, selector,
                                          support, queries, batch, num_shots,
                                          cache)
-        samples.extend(
-            (i, to_metric_sample(eval_cfg['task'], queries[i], pred))
-            for i, pred in zip(batch, predictions))
+        samples.extend((i,
+                        to_metric_sample(eval_cfg['task'], queries[i], pred,
+                                         eval_cfg['answer_postprocess']))
+                       for i, pred in zip(batch, predictions))
     return _score_in_order(eval_cfg, samples, num_shots, trial)
 
 

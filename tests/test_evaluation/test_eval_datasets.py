@@ -1,10 +1,12 @@
 """Evaluation datasets on small files written here, one per format."""
 import json
 import os
+from unittest import mock
 
 import pytest
 from PIL import Image
 
+from mmflamingo.datasets import eval_datasets
 from mmflamingo.datasets.eval_datasets import (HatefulMemesDataset,
                                                ImageFolderClassification,
                                                KarpathyCaptionDataset,
@@ -124,6 +126,10 @@ def test_vqa(vqa, tmp_path):
     assert sample['question_id'] == sample['sample_id'] == 20
     assert sample['image_id'] == 2
     assert sample['answers'] == [f'answer 2.{j}' for j in range(10)]
+    # the records as the annotation has them, for the VQA accuracy
+    assert sample['answer_records'] == [
+        dict(answer=f'answer 2.{j}', answer_id=j) for j in range(10)
+    ]
     assert sample['answer_type'] == 'other'
     assert sample['media'][0].endswith('COCO_val2014_000000000002.jpg')
     assert sample['split'] == 'val'
@@ -146,6 +152,11 @@ def test_vqa_bad_annotations(vqa, tmp_path):
         VQADataset(**dict(vqa, annotation_file=partial))
     with pytest.raises(FileNotFoundError, match='annotation_file.*nope.json'):
         VQADataset(**dict(vqa, annotation_file=str(tmp_path / 'nope.json')))
+    annotations['annotations'].append(
+        dict(question_id=10, answers=['yes'] * 10))
+    strings = write_json(tmp_path / 'strings.json', annotations)
+    with pytest.raises(ValueError, match='strings.json.*question_id 10'):
+        VQADataset(**dict(vqa, annotation_file=strings))
     with pytest.raises(FileNotFoundError, match='question_file.*nope.json'):
         VQADataset(**dict(vqa, question_file=str(tmp_path / 'nope.json')))
 
@@ -213,3 +224,48 @@ def test_image_folder(tmp_path):
         ImageFolderClassification('three.txt', data_root=str(tmp_path))
     with pytest.raises(FileNotFoundError, match='class_names_file'):
         ImageFolderClassification('none.txt', data_root=str(tmp_path))
+
+
+def _edited(path, edit) -> str:
+    """A copy of the json file ``path`` changed by ``edit``."""
+    with open(path) as f:
+        data = json.load(f)
+    edit(data)
+    return write_json(str(path).replace('.json', '_edited.json'), data)
+
+
+def test_literal_flamingo_tokens_leave_a_sample_out(karpathy, vqa, tmp_path):
+    """A literal <image> or <|endofchunk|> in text a prompt will hold
+    would bind the wrong image: the sample is left out, loudly."""
+
+    def caption(data):
+        data['images'][4]['sentences'][2]['raw'] = 'a cat<|endofchunk|>'
+
+    def question(data):
+        data['questions'][1]['question'] = 'what is in the <image>?'
+
+    def answer(data):
+        data['annotations'][2]['answers'][0]['answer'] = '<image>'
+
+    with mock.patch.object(eval_datasets, 'print_log') as log:
+        captions = KarpathyCaptionDataset(
+            _edited(karpathy, caption),
+            data_prefix=dict(img_path=str(tmp_path)))
+        questions = VQADataset(**dict(
+            vqa,
+            question_file=_edited(vqa['question_file'], question),
+            annotation_file=_edited(vqa['annotation_file'], answer)))
+    assert [s['image_id'] for s in captions] == [5]
+    assert [s['question_id'] for s in questions] == [0]
+    assert captions.num_skipped == 1 and questions.num_skipped == 2
+    messages = [call.args[0] for call in log.call_args_list]
+    assert len(messages) == 3
+    expected = [
+        ('COCO_val2014_000000000004.jpg',
+         'its captions holds a literal <|endofchunk|>'),
+        ('question_id 10', 'its question holds a literal <image>'),
+        ('question_id 20', 'its answers holds a literal <image>'),
+    ]
+    for message, (source, reason) in zip(messages, expected):
+        assert 'leaving out' in message
+        assert source in message and reason in message

@@ -9,12 +9,13 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
+from mmpretrain.structures import DataSample
 from PIL import Image
 
 from mmflamingo.apis import init_model
 from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
                                    evaluate_fewshot, save_rices_features)
-from mmflamingo.evaluation.fewshot import build_query_prompt
+from mmflamingo.evaluation.fewshot import build_query_prompt, to_metric_sample
 from mmflamingo.registry import DATASETS
 from mmflamingo.testing import tiny_flamingo_config
 
@@ -218,6 +219,30 @@ def test_vqa_answers_exported_per_run(tmp_path, tokenizer_dir):
             for a in answers)
 
 
+def test_vqa_metric_sample():
+    """The generation is post-processed as answer_postprocess names; the
+    metric gets the annotation's records."""
+    records = [dict(answer='washington dc', answer_confidence='yes')] * 10
+    query = dict(
+        question_id=3,
+        answers=['washington dc'] * 10,
+        answer_records=records,
+        answer_type='other')
+    prediction = DataSample(pred_answer='washington, dc Question: where?')
+    assert to_metric_sample('vqa', query, prediction) == dict(
+        pred_answer='washington',
+        question_id=3,
+        gt_answer=records,
+        answer_type='other')
+    for mode, answer in (('no_comma_cut', 'washington, dc'),
+                         (None, prediction.pred_answer)):
+        sample = to_metric_sample('vqa', query, prediction, mode)
+        assert sample['pred_answer'] == answer
+    del query['answer_records']
+    sample = to_metric_sample('vqa', query, prediction)
+    assert sample['gt_answer'] == query['answers']
+
+
 def test_fewshot_errors(tmp_path, tokenizer_dir):
     datasets = vqa_datasets(tmp_path)
     cfg = tiny_config(tokenizer_dir, 'vqa', datasets['train'], datasets['val'])
@@ -235,6 +260,10 @@ def test_fewshot_errors(tmp_path, tokenizer_dir):
         evaluate_fewshot(model, incomplete)
     with pytest.raises(ValueError, match="model.task='caption'"):
         evaluate_fewshot(model, {**cfg['fewshot_eval'], 'task': 'caption'})
+    with pytest.raises(ValueError, match="answer_postprocess.*'okvqa'"):
+        evaluate_fewshot(model, {
+            **cfg['fewshot_eval'], 'answer_postprocess': 'okvqa'
+        })
 
 
 def test_test_tool(tmp_path, tokenizer_dir):

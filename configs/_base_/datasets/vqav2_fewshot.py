@@ -1,6 +1,7 @@
 # Few-shot VQAv2 as OpenFlamingo evaluates it: demos from train2014, queries
-# from val2014, OpenFlamingo's prompt ("Question:... Short answer:"), the
-# official VQA accuracy. Files as the VQA site ships them under data/vqav2.
+# from val2014, OpenFlamingo's prompt ("Question:... Short answer:") and cut
+# of the generations, the official VQA accuracy. Files as the VQA site ships
+# them under data/vqav2.
 vqa_root = 'data/vqav2'
 fewshot_eval = dict(
     task='vqa',
@@ -25,4 +26,7 @@ fewshot_eval = dict(
     seed=42,
     demo_selection='random',
     batch_size=8,
+    # OpenFlamingo's cut of the generations ('no_comma_cut' keeps
+    # 'washington, dc'); the metric scores the answers as cut
+    answer_postprocess='openflamingo',
     metric=dict(type='VQAAccuracy'))

@@ -1,16 +1,36 @@
-"""VQA accuracy, computed the way the official VQA evaluation does.
+"""VQA accuracy, exactly as the official VQA evaluation computes it.
 
-The official VQA accuracy of one prediction is the mean, over the 10
-leave-one-annotator-out subsets of the 10 human answers, of
-``min(1, #matches in the subset / 3)``. With 2 of 10 matching answers it is
-(8 * 2/3 + 2 * 1/3) / 10 = 0.6 (MMPretrain's ``VQAAcc``, which computes
-``min(1, matches / 3)`` once, gives 0.667). Before matching, the prediction
-and the answers are normalised as the official script does (see
-:func:`normalize_vqa_answer`).
+The official evaluation is the VQA team's ``vqaEval.py`` (GT-Vision-Lab/VQA,
+Python 2); published VQAv2, OK-VQA, VizWiz and TextVQA accuracies were
+computed with it, so :func:`vqa_accuracy` reproduces it question by
+question, quirks included:
+
+1. Newlines and tabs of the prediction and of every annotator answer become
+   spaces and the ends are stripped.
+2. Only when these answers are not all identical are the answers and the
+   prediction normalised (:func:`normalize_vqa_answer`). When they are all
+   identical nothing is, so 'Yes' or 'yes.' does not match ten 'yes'.
+3. Leave-one-out: for each answer record (a dict of the annotation, e.g.
+   VQAv2's ``{answer, answer_confidence, answer_id}``), the other records
+   are those that differ from it as dicts, over all their keys, after step
+   2; the record's accuracy is ``min(1, #others whose answer equals the
+   prediction / 3)``, and the question's is the mean over its records. With
+   an ``answer_id`` in every record this leaves out one annotator: 0, 1, 2,
+   3, 4+ matches of 10 give 0, 0.3, 0.6, 0.9, 1. Without one (VizWiz) every
+   record identical to it is left out, so ten identical records score 0
+   whatever the prediction.
+4. The accuracy of a set of questions (and of each answer type) is 100 x
+   the mean, rounded to 2 decimals (:func:`summarize_vqa_accuracy`).
+
+The model's generations are cut into answers before they reach the metric
+(``fewshot_eval.answer_postprocess``,
+:mod:`mmflamingo.evaluation.answer_postprocess`); the metric scores exactly
+the strings it is given.
 """
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Dict, List, Optional, Sequence, Union
 
 import mmengine
 from mmengine.evaluator import BaseMetric
@@ -19,19 +39,29 @@ from mmengine.logging import print_log
 from mmflamingo.registry import METRICS
 
 __all__ = [
-    'VQAAccuracy', 'normalize_vqa_answer', 'postprocess_vqa_generation',
-    'stem_vqa_answer', 'vqa_accuracy'
+    'VQAAccuracy', 'normalize_vqa_answer', 'round_half_away',
+    'summarize_vqa_accuracy', 'vqa_accuracy'
 ]
 
 # Punctuation the official script removes or turns into spaces. The period is
-# not among them: it has its own rule (kept inside numbers such as '2.5').
+# not among them: it has its own rule (kept before a digit, as in '2.5').
 _PUNCTUATION = (';', '/', '[', ']', '"', '{', '}', '(', ')', '=', '+', '\\',
                 '_', '-', '>', '<', '@', '`', ',', '?', '!')
+# The official patterns are compiled without flags and Python 2's ``\d``
+# then matches only ASCII digits (Python 3's matches any Unicode digit).
 # A comma between two digits ('1,000'): if the text has one, punctuation is
 # deleted everywhere instead of becoming spaces, so '1,000' reads '1000'.
-_COMMA_IN_NUMBER = re.compile(r'(\d)(,)(\d)')
-# A period not followed by a digit ('yes.' -> 'yes', '2.5' stays).
-_PERIOD = re.compile(r'\.(?!\d)')
+_COMMA_IN_NUMBER = re.compile(r'(\d)(,)(\d)', re.ASCII)
+# A period not followed by a digit ('yes.' -> 'yes', '2.5' stays). The
+# official pattern opens with a negative lookahead for '<=' and a digit, which
+# always holds (a lookbehind was meant), so a period after a digit goes too
+# ('5.' -> '5').
+_PERIOD = re.compile(r'\.(?!\d)', re.ASCII)
+# The official script hands the flag re.UNICODE (32) to sub() where its count
+# goes: at most 32 periods are removed.
+_MAX_PERIODS_REMOVED = 32
+# A question's answers: the annotation's records, or answer strings.
+AnswerRecords = Sequence[Union[dict, str]]
 _ARTICLES = frozenset({'a', 'an', 'the'})
 _NUMBER_WORDS = {
     'none': '0',
@@ -175,17 +205,48 @@ _CONTRACTIONS = {
 }
 
 
+def _clean(text: str) -> str:
+    """Newlines and tabs to spaces, ends stripped (done to every answer)."""
+    return text.replace('\n', ' ').replace('\t', ' ').strip()
+
+
+def _process_punctuation(text: str) -> str:
+    out = text
+    # every rule looks at the text as it came, not as the rules leave it
+    delete_all = _COMMA_IN_NUMBER.search(text) is not None
+    for p in _PUNCTUATION:
+        if delete_all or p + ' ' in text or ' ' + p in text:
+            out = out.replace(p, '')
+        else:
+            out = out.replace(p, ' ')
+    return _PERIOD.sub('', out, count=_MAX_PERIODS_REMOVED)
+
+
+def _process_digit_article(text: str) -> str:
+    words = [_NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    words = [_CONTRACTIONS.get(w, w) for w in words if w not in _ARTICLES]
+    return ' '.join(words)
+
+
 def normalize_vqa_answer(answer: str) -> str:
     """Normalise an answer as the official VQA evaluation does.
 
-    In order: newlines and tabs become spaces and the ends are stripped;
-    punctuation (not the period) is deleted when it touches a space or when
-    the text has a comma between digits ('1,000' -> '1000'), and otherwise
-    becomes a space ('black-white' -> 'black white'); periods not followed by
-    a digit are deleted ('yes.' -> 'yes', '2.5' stays); the text is lowercased
-    and split into words; number words become digits ('two' -> '2', also
-    'none' -> '0'); the articles 'a', 'an', 'the' are dropped; contractions
-    written without an apostrophe are restored ('dont' -> "don't").
+    :func:`vqa_accuracy` applies it only to the questions whose answers are
+    not all identical. In order:
+
+    - newlines and tabs become spaces and the ends are stripped;
+    - punctuation (not the period or the apostrophe) is deleted when it
+      touches a space or when the text has a comma between digits
+      ('1,000' -> '1000'), and otherwise becomes a space ('black-white' ->
+      'black white'); these tests look at the text as it came, not as the
+      earlier replacements left it ('x;-y z-w' -> 'x y z w');
+    - the first 32 periods not followed by a digit are deleted ('yes.' ->
+      'yes', '2.5' and '.5' stay, '5.' -> '5'); the others stay;
+    - the text is lowercased and split into words; number words up to
+      'ten' become digits ('two' -> '2', also 'none' -> '0'); the articles
+      'a', 'an', 'the' are dropped; contractions written without their
+      apostrophe are restored ('dont' -> "don't"; the table's capitalised
+      keys such as 'Im' never match).
 
     Args:
         answer (str): A predicted or an annotator answer.
@@ -193,186 +254,123 @@ def normalize_vqa_answer(answer: str) -> str:
     Returns:
         str: The normalised answer, words joined by single spaces.
     """
-    text = answer.replace('\n', ' ').replace('\t', ' ').strip()
-    # every punctuation rule looks at the text as it was before any of them
-    delete_all = _COMMA_IN_NUMBER.search(text) is not None
-    out = text
-    for p in _PUNCTUATION:
-        if delete_all or p + ' ' in text or ' ' + p in text:
-            out = out.replace(p, '')
-        else:
-            out = out.replace(p, ' ')
-    out = _PERIOD.sub('', out)
-    words = [_NUMBER_WORDS.get(w, w) for w in out.lower().split()]
-    words = [_CONTRACTIONS.get(w, w) for w in words if w not in _ARTICLES]
-    return ' '.join(words)
+    return _process_digit_article(_process_punctuation(_clean(answer)))
 
 
-def vqa_accuracy(pred_answer: str, gt_answers: Sequence[str]) -> float:
+def _answer_records(gt_answers: AnswerRecords) -> List[dict]:
+    """Copies of the records; an answer string is a record with an id."""
+    if isinstance(gt_answers, str) or not gt_answers:
+        raise ValueError("the VQA accuracy needs the list of the annotators' "
+                         f'answers, got {gt_answers!r}')
+    records = []
+    for i, answer in enumerate(gt_answers):
+        if isinstance(answer, str):
+            answer = dict(answer=answer, answer_id=i + 1)
+        if not isinstance(answer, dict) or not isinstance(
+                answer.get('answer'), str):
+            raise ValueError('an answer record must be a string or a dict '
+                             f'with a string "answer", got {answer!r}')
+        records.append(dict(answer))
+    return records
+
+
+def vqa_accuracy(pred_answer: str, gt_answers: AnswerRecords) -> float:
     """The official VQA accuracy of one prediction, in [0, 1].
 
-    The mean over the leave-one-annotator-out subsets of ``gt_answers`` of
-    ``min(1, #answers in the subset equal to the prediction / 3)``, after
-    :func:`normalize_vqa_answer` of the prediction and of every answer. With
-    10 answers: 0 matching -> 0, 1 -> 0.3, 2 -> 0.6, 3 -> 0.9 (leaving
-    out one of the 3 leaves 2), 4 or more -> 1.
+    Steps 1-3 of the module documentation, on copies of the records (the
+    official script normalises the annotation in place).
 
     Args:
-        pred_answer (str): The predicted answer.
-        gt_answers (Sequence[str]): The annotators' answers (10 in VQAv2,
-            OK-VQA, VizWiz and TextVQA).
+        pred_answer (str): The predicted answer, scored as given (no
+            post-processing of generations).
+        gt_answers (Sequence[dict | str]): The question's answer records as
+            the annotation file has them, each a dict with an ``answer``:
+            ``{answer, answer_confidence, answer_id}`` in VQAv2 (one record
+            left out per record), ``{answer, answer_confidence}`` in VizWiz
+            (the identical records left out together). A string stands for
+            a record of its own, as if it had an ``answer_id``.
 
     Returns:
-        float: The accuracy of the prediction.
+        float: The accuracy of the prediction. A question with a single
+        record scores 0, as in the official script (nobody else agrees).
     """
-    if len(gt_answers) < 2:
-        raise ValueError('the VQA accuracy needs the answers of several '
-                         f'annotators (10 in VQAv2), got {list(gt_answers)}')
-    pred = normalize_vqa_answer(pred_answer)
-    matches = sum(normalize_vqa_answer(a) == pred for a in gt_answers)
-    num = len(gt_answers)
-    # leaving out a matching answer leaves matches - 1, another one matches
-    acc = (matches * min(1., (matches - 1) / 3) +
-           (num - matches) * min(1., matches / 3)) / num
-    return acc
+    records = _answer_records(gt_answers)
+    for record in records:
+        record['answer'] = _clean(record['answer'])
+    pred = _clean(pred_answer)
+    if len({record['answer'] for record in records}) > 1:
+        for record in records:
+            record['answer'] = normalize_vqa_answer(record['answer'])
+        pred = normalize_vqa_answer(pred)
+    accs = []
+    for record in records:
+        others = [other for other in records if other != record]
+        matches = sum(other['answer'] == pred for other in others)
+        accs.append(min(1., matches / 3))
+    return sum(accs) / len(accs)
 
 
-def postprocess_vqa_generation(text: str) -> str:
-    """Cut a generated answer as OpenFlamingo does for VQA.
+def round_half_away(value: float, ndigits: int = 2) -> float:
+    """``round`` as Python 2 does it, which the official script runs on.
 
-    The generation is cut before the first 'Question', 'Answer' or 'Short'
-    (the model going on with the next few-shot example), then before the
-    first ', ', and stripped: ``' a dog, a cat Question: ...'`` -> ``'a dog'``.
+    The exact binary value of ``value`` is rounded to ``ndigits`` decimals,
+    halves away from zero: 3.125 -> 3.13 (Python 3's ``round`` gives 3.12,
+    halves to even), 2.675 -> 2.67 (the float is 2.67499...).
 
     Args:
-        text (str): The text generated after the prompt.
+        value (float): The number to round.
+        ndigits (int): The decimals kept. Defaults to 2.
 
     Returns:
-        str: The answer.
+        float: The rounded number.
     """
-    answer = re.split('Question|Answer|Short', text, maxsplit=1)[0]
-    return answer.split(', ', 1)[0].strip()
+    return float(
+        Decimal(value).quantize(Decimal(1).scaleb(-ndigits), ROUND_HALF_UP))
 
 
-# Stemmer for OK-VQA. Words it must leave alone or map by hand, as
-# OpenFlamingo's OK-VQA stemmer does for these common answers.
-_STEM_EXCEPTIONS = {
-    'yes': 'yes',
-    'police': 'police',
-    'tennis': 'tennis',
-    'christmas': 'christmas',
-    'las': 'las',
-    'vegas': 'vegas',
-    'news': 'news',
-    'series': 'series',
-    'species': 'species',
-    'does': 'does',
-    'always': 'always',
-    'perhaps': 'perhaps',
-    'jeans': 'jean',
-    'clothes': 'cloth',
-    'clothing': 'cloth',
-    'morning': 'morn',
-    'buses': 'bus',
-    'movies': 'movie',
-    'men': 'man',
-    'women': 'woman',
-    'people': 'person',
-    'children': 'child',
-    'adding': 'add',
-    'dying': 'die',
-    'lying': 'lie',
-    'tying': 'tie',
+def summarize_vqa_accuracy(
+    accuracies: Sequence[float],
+    answer_types: Optional[Sequence[Optional[str]]] = None
+) -> Dict[str, float]:
+    """The accuracy of a set of questions, as the official script reports.
+
+    Args:
+        accuracies (Sequence[float]): The :func:`vqa_accuracy` of every
+            question, in [0, 1].
+        answer_types (Sequence[str | None], optional): The answer type of
+            every question (e.g. 'yes/no', 'number', 'other' in VQAv2), None
+            where unknown. Defaults to None.
+
+    Returns:
+        dict[str, float]: ``accuracy``, 100 x the mean over the questions,
+        and ``accuracy/<answer_type>``, 100 x the mean over the questions of
+        that type (types in sorted order), each rounded to 2 decimals with
+        :func:`round_half_away`.
+    """
+    if not accuracies:
+        raise ValueError('no questions to compute the VQA accuracy of')
+
+    def percent(accs: Sequence[float]) -> float:
+        # summed in question order and then divided, as the official script
+        return round_half_away(100 * sum(accs) / len(accs))
+
+    metrics = {'accuracy': percent(accuracies)}
+    per_type: Dict[str, List[float]] = {}
+    for acc, answer_type in zip(accuracies, answer_types or []):
+        if answer_type is not None:
+            per_type.setdefault(answer_type, []).append(acc)
+    for answer_type, accs in sorted(per_type.items()):
+        metrics[f'accuracy/{answer_type}'] = percent(accs)
+    return metrics
+
+
+# Options the metric had before generations were post-processed by the
+# few-shot runner, and where they went.
+_REMOVED_OPTIONS = {
+    'postprocess': "fewshot_eval.answer_postprocess ('openflamingo' by "
+    'default, None for none)',
+    'stem_answers': "fewshot_eval.answer_postprocess='openflamingo_okvqa'",
 }
-_VOWELS = frozenset('aeiouy')
-
-
-def _stem_word(token: str) -> str:
-    # punctuation around a word stays ('dogs.' -> 'dog.'), as NLTK's
-    # tokenizer splits it off before OpenFlamingo's stemmer sees the word
-    lead, word, tail = re.fullmatch(r'(\W*)(.*?)(\W*)', token).groups()
-    return lead + _stem_core(word) + tail
-
-
-def _stem_core(word: str) -> str:
-    if word in _STEM_EXCEPTIONS:
-        return _STEM_EXCEPTIONS[word]
-    if word.endswith("'s"):  # possessive: "domino's" -> 'domino'
-        return word[:-2]
-    if word.endswith('ing'):
-        return _stem_ing(word)
-    if word.endswith('s') and len(word) > 3:
-        return _singularize(word)
-    return word
-
-
-def _stem_ing(word: str) -> str:
-    """'riding' -> 'ride', 'running' -> 'run', 'surfing' -> 'surf'."""
-    stem = word[:-3]
-    # 'king', 'thing', 'spring': no vowel left, not a verb form
-    if len(stem) < 2 or not _VOWELS.intersection(stem):
-        return word
-    if (len(stem) >= 3 and stem[-1] == stem[-2]
-            and stem[-1] in 'bdgmnprt'):  # 'running' -> 'run'
-        return stem[:-1]
-    if stem.endswith('v'):  # no English verb ends in 'v': 'driving'
-        return stem + 'e'
-    # one syllable ending in a single vowel and a consonant: 'riding' -> 'ride'
-    # but 'eating' -> 'eat', 'opening' -> 'open', 'playing' -> 'play'
-    vowel_groups = re.findall('[aeiou]+', stem)
-    if (len(vowel_groups) == 1 and len(vowel_groups[0]) == 1
-            and stem[-1] not in _VOWELS | set('wx') and stem[-2] in 'aeiou'):
-        return stem + 'e'
-    return stem
-
-
-def _singularize(word: str) -> str:
-    """'dogs' -> 'dog', 'boxes' -> 'box', 'berries' -> 'berry'."""
-    if word.endswith(('ss', 'us', 'is')):  # 'glass', 'cactus', 'tennis'
-        return word
-    if word.endswith('ies') and len(word) > 4 and word[-4] not in _VOWELS:
-        return word[:-3] + 'y'
-    if word.endswith(('ches', 'shes', 'sses', 'xes', 'zzes')):
-        return word[:-2]
-    if word.endswith('oes') and len(word) > 5:  # 'tomatoes', not 'shoes'
-        return word[:-2]
-    if word.endswith('lves'):  # 'shelves' -> 'shelf'
-        return word[:-3] + 'f'
-    if word.endswith('eaves'):  # 'leaves' -> 'leaf', but 'waves' -> 'wave'
-        return word[:-3] + 'f'
-    return word[:-1]
-
-
-def stem_vqa_answer(answer: str) -> str:
-    """Stem an answer for OK-VQA, to the forms of OK-VQA's stemmed answers.
-
-    OK-VQA's ground-truth ``answers`` are stemmed, so OpenFlamingo stems the
-    predictions (its ``ok_vqa_utils.py``: a table of hand-made matches, NLTK's
-    WordNet verb lemmatizer for words ending in 'ing', and ``inflection``'s
-    singularize for the words NLTK's tagger calls plural nouns). NLTK's models
-    cannot be downloaded here, so this is a small deterministic stemmer with
-    the same effect on common answers, word by word after lowercasing:
-
-    - a table of exceptions ('yes', 'tennis', 'christmas' stay; 'jeans' ->
-      'jean', 'clothes' -> 'cloth', 'men' -> 'man', ...);
-    - possessives lose their "'s" ("domino's" -> 'domino');
-    - 'ing' forms become verbs: 'running' -> 'run', 'riding' -> 'ride',
-      'driving' -> 'drive', 'surfing' -> 'surf' ('king', 'string' stay);
-    - plurals of 4 letters or more become singular: 'dogs' -> 'dog',
-      'boxes' -> 'box', 'berries' -> 'berry', 'tomatoes' -> 'tomato',
-      'shelves' -> 'shelf', 'leaves' -> 'leaf' ('glass', 'cactus', 'bus'
-      stay).
-
-    Without a part-of-speech tagger, verbs in the third person ('plays')
-    are singularized too; such answers are rare in OK-VQA.
-
-    Args:
-        answer (str): A predicted answer.
-
-    Returns:
-        str: The stemmed answer, words joined by single spaces.
-    """
-    return ' '.join(_stem_word(w) for w in answer.lower().split())
 
 
 @METRICS.register_module()
@@ -381,27 +379,29 @@ class VQAAccuracy(BaseMetric):
 
     Each data sample needs:
 
-    - ``pred_answer`` (str): the generated answer, from the model's predict.
-    - ``gt_answer`` (list[str]): the annotators' answers, all of them with
-      their repetitions (10 in VQAv2). For OK-VQA, its stemmed ``answers``
-      (not ``raw_answers``), with ``stem_answers=True``. Not needed with
-      ``format_only``.
+    - ``pred_answer`` (str): the answer, scored exactly as given: the
+      few-shot runner cuts the generations first
+      (``fewshot_eval.answer_postprocess``).
+    - ``gt_answer`` (list[dict] or list[str]): the question's answer
+      records (see :func:`vqa_accuracy`): the annotation's dicts, which
+      the few-shot runner passes (``VQADataset``'s ``answer_records``), or
+      answer strings, each then a record of its own as with VQAv2's
+      ``answer_id``. For OK-VQA, its stemmed ``answer`` (not
+      ``raw_answer``). Not needed with ``format_only``.
     - ``question_id`` (int): needed with ``format_only`` only.
     - ``answer_type`` (str, optional): e.g. 'yes/no', 'number', 'other' in
       VQAv2; when given, the accuracy of each type is reported too.
 
-    Reports ``accuracy`` (and ``accuracy/<answer_type>``), in percent: the
-    mean over the questions of :func:`vqa_accuracy`.
+    Reports ``accuracy`` (and ``accuracy/<answer_type>``), in percent,
+    rounded to 2 decimals as the official script does
+    (:func:`summarize_vqa_accuracy`).
 
     Args:
-        postprocess (bool): Cut the generations with
-            :func:`postprocess_vqa_generation` first. Defaults to True.
-        stem_answers (bool): Then stem them with :func:`stem_vqa_answer`, as
-            OpenFlamingo does for OK-VQA. Defaults to False.
         format_only (bool): Only write the answers to
             ``{outfile_prefix}.json`` in the format of the VQAv2 test server
-            (EvalAI), ``[{"question_id": int, "answer": str}]``, and report
-            nothing. Defaults to False.
+            (EvalAI) and of ``tools/analysis/vqa_eval.py``,
+            ``[{"question_id": int, "answer": str}]``, and report nothing.
+            Defaults to False.
         outfile_prefix (str, optional): The prefix of the json file, e.g.
             ``'work_dirs/vqav2_test-dev'``. Required with ``format_only``.
             Defaults to None.
@@ -413,47 +413,48 @@ class VQAAccuracy(BaseMetric):
     default_prefix: Optional[str] = 'vqa'
 
     def __init__(self,
-                 postprocess: bool = True,
-                 stem_answers: bool = False,
                  format_only: bool = False,
                  outfile_prefix: Optional[str] = None,
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+                 prefix: Optional[str] = None,
+                 **removed) -> None:
+        for key in removed:
+            if key not in _REMOVED_OPTIONS:
+                raise TypeError(
+                    f'VQAAccuracy got an unexpected argument {key!r}')
+            raise TypeError(
+                f'VQAAccuracy no longer takes {key!r}: the metric scores the '
+                'answers as given, and the few-shot runner post-processes '
+                f'the generations; use {_REMOVED_OPTIONS[key]}')
         super().__init__(collect_device=collect_device, prefix=prefix)
         if format_only and outfile_prefix is None:
             raise ValueError('VQAAccuracy: format_only=True needs an '
                              'outfile_prefix to write the answers to')
-        self.postprocess = postprocess
-        self.stem_answers = stem_answers
         self.format_only = format_only
         self.outfile_prefix = outfile_prefix
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        """Keep the answer (and ground truth) of each sample of a batch.
+        """Keep the answer (and answer records) of each sample of a batch.
 
         Args:
             data_batch: The batch from the dataloader (unused).
             data_samples (Sequence[dict]): The model's outputs, as dicts.
         """
         for sample in data_samples:
-            answer = sample['pred_answer']
-            if self.postprocess:
-                answer = postprocess_vqa_generation(answer)
-            if self.stem_answers:
-                answer = stem_vqa_answer(answer)
             result = dict(
-                pred_answer=answer, question_id=sample.get('question_id'))
+                pred_answer=sample['pred_answer'],
+                question_id=sample.get('question_id'))
             if not self.format_only:
                 if 'gt_answer' not in sample:
                     raise KeyError('VQAAccuracy: the data sample of question '
-                                   f"{sample.get('question_id')} has no "
+                                   f"{result['question_id']} has no "
                                    "'gt_answer' (the annotators' answers)")
-                if isinstance(sample['gt_answer'], str):
-                    raise TypeError(
-                        'VQAAccuracy: gt_answer must be the list of the '
-                        "annotators' answers, got the string "
-                        f"{sample['gt_answer']!r} for question "
-                        f"{sample.get('question_id')}")
+                try:
+                    _answer_records(sample['gt_answer'])
+                except ValueError as error:
+                    raise ValueError(
+                        f"VQAAccuracy: gt_answer of question "
+                        f"{result['question_id']}: {error}") from None
                 result['gt_answer'] = list(sample['gt_answer'])
                 result['answer_type'] = sample.get('answer_type')
             self.results.append(result)
@@ -474,24 +475,20 @@ class VQAAccuracy(BaseMetric):
         accs = [
             vqa_accuracy(r['pred_answer'], r['gt_answer']) for r in results
         ]
-        metrics = {'accuracy': 100 * sum(accs) / len(accs)}
-        per_type: Dict[str, List[float]] = {}
-        for r, acc in zip(results, accs):
-            if r['answer_type'] is not None:
-                per_type.setdefault(r['answer_type'], []).append(acc)
-        for answer_type, type_accs in sorted(per_type.items()):
-            metrics[f'accuracy/{answer_type}'] = (100 * sum(type_accs) /
-                                                  len(type_accs))
-        return metrics
+        return summarize_vqa_accuracy(accs,
+                                      [r['answer_type'] for r in results])
 
     def _dump(self, results: List[dict]) -> None:
         missing = [r for r in results if r['question_id'] is None]
         if missing:
             raise KeyError(f'VQAAccuracy: {len(missing)} data samples have '
                            "no 'question_id', needed to write the answers")
+        # ids may come as numpy or torch integers, which json cannot write
         answers = [
-            dict(question_id=int(r['question_id']), answer=r['pred_answer'])
-            for r in results
+            dict(
+                question_id=r['question_id'] if isinstance(
+                    r['question_id'], str) else int(r['question_id']),
+                answer=r['pred_answer']) for r in results
         ]
         path = f'{self.outfile_prefix}.json'
         mmengine.mkdir_or_exist(osp.dirname(osp.abspath(path)))
