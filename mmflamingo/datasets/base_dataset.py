@@ -2,8 +2,12 @@
 """
 import logging
 
+import torch
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
+from mmpretrain.structures import DataSample
+
+from mmflamingo.tokens import flamingo_tokens_in
 
 
 class UnusableSample(ValueError):
@@ -21,20 +25,62 @@ class FilteredSample(UnusableSample):
 SAMPLE_ERRORS = (OSError, ValueError, EOFError)
 
 
+def check_no_flamingo_tokens(text: str, where: str) -> None:
+    """Refuse data text (a caption, a document's sentence) that holds a
+    literal ``<image>`` or ``<|endofchunk|>``: the tokenizer would read it
+    as a marker and bind the wrong image.
+
+    Args:
+        text (str): The text.
+        where (str): What the text is, named in the error, e.g.
+            ``'the caption of a.jsonl:3'``.
+
+    Raises:
+        UnusableSample: naming ``where`` and the tokens.
+    """
+    tokens = flamingo_tokens_in(text)
+    if tokens:
+        raise UnusableSample(
+            f'{where} holds a literal {" and ".join(tokens)}, which the '
+            'tokenizer would read as a marker')
+
+
+def unusable_sample(source: str) -> dict:
+    """The placeholder of a skipped training sample.
+
+    It has no media (``inputs`` of shape ``(0, 1, 3, 1, 1)``, as a
+    text-only sample) and its data sample's ``unusable`` metainfo is True:
+    ``FlamingoDataPreprocessor`` removes it from the batch and
+    ``FlamingoMonitorHook`` counts it as skipped.
+    """
+    sample = DataSample()
+    sample.set_field(True, 'unusable', field_type='metainfo')
+    sample.set_field(source, 'source', field_type='metainfo')
+    return dict(
+        inputs=torch.zeros((0, 1, 3, 1, 1), dtype=torch.uint8),
+        data_samples=sample)
+
+
 class BaseFlamingoDataset(BaseDataset):
     """An mmengine ``BaseDataset`` that skips unusable samples in training.
 
     When loading or transforming a sample raises one of ``SAMPLE_ERRORS``
     (an unreadable, corrupt or missing file, empty text, a document with no
-    usable image, more ``<image>`` markers than images, ...), training logs a
-    warning that names the sample's source and takes the next sample. The
-    number of samples skipped on the way to each returned sample is recorded
-    in its data sample's ``num_skipped`` metainfo, so that a hook can count
-    them exactly across dataloader workers. In ``test_mode`` errors are
-    raised.
+    usable image, more ``<image>`` markers than images, a literal Flamingo
+    token in the text, ...) or the pipeline drops it (returns None),
+    training logs a warning that names the sample's source and returns
+    :func:`unusable_sample` in its place. The batch is then one sample
+    short: no other sample takes its place, so none is seen more often than
+    the sampler says, and the sampler's order (hence resuming) is untouched.
+    More than ``max_refetch`` unusable samples in a row (in one dataloader
+    worker) raise a ``RuntimeError``: the data, not a few samples, is broken.
+    In ``test_mode`` errors are raised.
 
     Subclasses name a sample's source through :meth:`describe`.
     """
+
+    # unusable samples met in a row by this copy (one per dataloader worker)
+    _unusable_in_a_row = 0
 
     def describe(self, idx: int) -> str:
         """A human-readable source of sample ``idx`` (file, shard, key)."""
@@ -46,26 +92,23 @@ class BaseFlamingoDataset(BaseDataset):
             self.full_init()
         if self.test_mode:
             return self.prepare_data(idx)
-        skipped = 0
-        for _ in range(self.max_refetch + 1):
-            try:
-                data = self.prepare_data(idx)
-            except SAMPLE_ERRORS as error:
-                skipped += 1
-                print_log(
-                    f'skipping {self.describe(idx)}: {error}',
-                    logger='current',
-                    level=logging.DEBUG
-                    if isinstance(error, FilteredSample) else logging.WARNING)
-                data = None
-            if data is not None:
-                sample = data.get('data_samples')
-                if sample is not None:
-                    sample.set_field(
-                        skipped, 'num_skipped', field_type='metainfo')
-                return data
-            # the next sample, not a random one: runs stay reproducible
-            idx = (idx + 1) % len(self)
-        raise RuntimeError(
-            f'{type(self).__name__}: {self.max_refetch + 1} samples in a row '
-            'were unusable; see the warnings above')
+        try:
+            data = self.prepare_data(idx)
+            reason, level = 'the pipeline dropped it', logging.WARNING
+        except SAMPLE_ERRORS as error:
+            data, reason = None, str(error)
+            level = logging.DEBUG if isinstance(
+                error, FilteredSample) else logging.WARNING
+        if data is not None:
+            self._unusable_in_a_row = 0
+            return data
+        source = self.describe(idx)
+        print_log(
+            f'skipping {source}: {reason}', logger='current', level=level)
+        self._unusable_in_a_row += 1
+        if self._unusable_in_a_row > self.max_refetch:
+            raise RuntimeError(
+                f'{type(self).__name__}: {self._unusable_in_a_row} samples '
+                'in a row were unusable (more than max_refetch='
+                f'{self.max_refetch}); see the warnings above')
+        return unusable_sample(source)

@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 
 from mmflamingo.registry import DATASETS
 from mmflamingo.tokens import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
-from .base_dataset import UnusableSample
+from .base_dataset import UnusableSample, check_no_flamingo_tokens
 from .sequence_dataset import (BaseSequenceDataset, check_dir, check_file,
                                image_from_bytes)
 from .tar_shards import expand_paths, group_samples, list_members, read_member
@@ -27,9 +27,10 @@ class BaseImageTextDataset(BaseSequenceDataset):
     """Base of the image-text pair datasets: builds each pair's text.
 
     Subclasses list the pairs (``load_data_list``) and read one
-    (:meth:`read_pair`). A caption that is empty after stripping raises
-    :class:`UnusableSample` when the sample is loaded, so training skips it
-    with a warning (see :class:`BaseFlamingoDataset`).
+    (:meth:`read_pair`). A caption that is empty after stripping, or holds
+    a literal ``<image>`` or ``<|endofchunk|>`` (which would bind the wrong
+    image), raises :class:`UnusableSample` when the sample is loaded, so
+    training skips it with a warning (see :class:`BaseFlamingoDataset`).
 
     Args:
         tokenizer (dict): The model's tokenizer config (its eos token ends
@@ -55,6 +56,7 @@ class BaseImageTextDataset(BaseSequenceDataset):
         caption = caption.strip()
         if not caption:
             raise UnusableSample(f'empty caption in {info["source"]}')
+        check_no_flamingo_tokens(caption, f'the caption of {info["source"]}')
         text, _ = self.truncate(
             f'{MEDIA_TOKEN}{caption}{END_OF_CHUNK_TOKEN}{self.eos_token}')
         return dict(

@@ -22,7 +22,8 @@ import numpy as np
 
 from mmflamingo.registry import DATASETS
 from mmflamingo.tokens import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
-from .base_dataset import FilteredSample, UnusableSample
+from .base_dataset import (FilteredSample, UnusableSample,
+                           check_no_flamingo_tokens)
 from .sequence_dataset import BaseSequenceDataset, check_dir, image_from_bytes
 from .tar_shards import expand_paths, group_samples, list_members, read_member
 from .transforms.media import MediaInput
@@ -76,6 +77,10 @@ class BaseInterleavedDataset(BaseSequenceDataset):
     the k-th image. (OpenFlamingo keeps them in ``image_info`` order, which
     pairs markers with the wrong images when that order differs from the
     sentence order.)
+
+    A document with a literal ``<image>`` or ``<|endofchunk|>`` in a
+    sentence raises :class:`UnusableSample`: the tokenizer would read it as
+    a marker and bind the wrong image.
 
     After truncation to ``max_tokens`` tokens, as OpenFlamingo, a document
     raises :class:`UnusableSample` (training skips it with a warning) when:
@@ -221,6 +226,9 @@ class BaseInterleavedDataset(BaseSequenceDataset):
             raise UnusableSample(
                 f'{info["source"]} is not a document with "text_list" (a '
                 'list of strings) and "image_info" (a list)')
+        for index, sentence in enumerate(doc['text_list']):
+            check_no_flamingo_tokens(sentence,
+                                     f'sentence {index} of {info["source"]}')
         try:
             selected = self.select_images(doc, info)
         except (KeyError, TypeError, IndexError) as error:

@@ -11,8 +11,9 @@ class VideoTextPairs(JsonlImageText):
     ``data_prefix['video']`` and naming a video file or a folder of frames;
     blank lines are ignored. As for image-text pairs, the text is
     ``<image>{caption}<|endofchunk|>{eos}`` (the video is the one medium),
-    truncated to ``max_tokens``, and an empty caption makes the sample
-    unusable (skipped in training). ``media`` is ``[video path]`` and
+    truncated to ``max_tokens``, and an empty caption, or one holding a
+    literal ``<image>`` or ``<|endofchunk|>``, makes the sample unusable
+    (skipped in training). ``media`` is ``[video path]`` and
     ``source`` names the video: decode it with :class:`LoadVideoFrames`, e.g.
     ::
 

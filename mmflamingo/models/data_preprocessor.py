@@ -18,7 +18,10 @@ class FlamingoDataPreprocessor(BaseDataPreprocessor):
     Each sample's ``inputs`` is a ``(N_i, T, C, H, W)`` tensor (N_i media of
     T frames; N_i may be 0 for text only). The batch becomes
     ``images`` of shape ``(B, max N_i, T, C, H, W)``, zero-padded, and each
-    data sample records its ``num_media``.
+    data sample records its ``num_media``. The placeholders of skipped
+    training samples (``unusable`` metainfo, see
+    :class:`~mmflamingo.datasets.BaseFlamingoDataset`) are removed first, so
+    a batch may become empty: ``images`` None and no data samples.
 
     Args:
         mean (Sequence[float]): Per-channel mean on the input's scale.
@@ -57,9 +60,17 @@ class FlamingoDataPreprocessor(BaseDataPreprocessor):
                     k: v['data_samples']
                     for k, v in parts.items()
                 })
-        data = self.cast_data(data)
         inputs: List[torch.Tensor] = data['inputs']
         data_samples = data.get('data_samples')
+        if data_samples is not None:
+            kept = [
+                i for i, sample in enumerate(data_samples)
+                if not sample.get('unusable', False)
+            ]
+            inputs = [inputs[i] for i in kept]
+            data_samples = [data_samples[i] for i in kept]
+        data = self.cast_data(dict(inputs=inputs, data_samples=data_samples))
+        inputs, data_samples = data['inputs'], data['data_samples']
         frames = {tuple(x.shape[1:]) for x in inputs if x.shape[0] > 0}
         if len(frames) > 1:
             raise ValueError(

@@ -40,7 +40,9 @@ class Flamingo(BaseModel):
         generation_cfg (dict, optional): Default ``generate`` kwargs, e.g.
             ``dict(num_beams=3, max_new_tokens=20, length_penalty=0.0)``.
         max_text_length (int, optional): Truncate training text to this many
-            tokens. Defaults to None.
+            tokens; the media whose markers are cut are not encoded, and
+            :meth:`loss` counts the texts cut (``num_truncated``). Defaults
+            to None.
         checkpoint (str, optional): A Flamingo checkpoint (trained weights,
             e.g. converted from OpenFlamingo) loaded after building.
         save_frozen (bool): Whether ``state_dict()`` includes the frozen
@@ -115,16 +117,34 @@ class Flamingo(BaseModel):
 
     # --------------------------------------------------------------- inputs
     def extract_media(
-            self, images: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            self,
+            images: Optional[torch.Tensor],
+            num_media: Optional[torch.Tensor] = None
+    ) -> Optional[torch.Tensor]:
         """``(B, N, T, C, H, W)`` images -> ``(B, N, L, D)`` visual tokens.
 
         Each image and video is encoded once, whatever follows (beams,
-        candidate continuations).
+        candidate continuations). Given ``num_media`` ``(B, )``, only the
+        first ``num_media[i]`` media of sample i are encoded (the others are
+        batch padding, or media whose markers truncation cut) and N becomes
+        ``max(num_media)``, with zeros past each sample's count; None when
+        no medium is left.
         """
         if images is None or images.shape[1] == 0:
             return None
-        features = self.backbone(images)  # (B, N, T, P, Dv)
-        return self.neck(features)  # (B, N, L, Dv)
+        if num_media is None:
+            features = self.backbone(images)  # (B, N, T, P, Dv)
+            return self.neck(features)  # (B, N, L, Dv)
+        num = int(num_media.max()) if num_media.numel() else 0
+        if num == 0:
+            return None
+        kept = torch.arange(num, device=images.device) < num_media[:, None]
+        # (B, N, T, C, H, W) -> (1, M, T, C, H, W): the M kept media only
+        selected = images[:, :num][kept][None]
+        tokens = self.neck(self.backbone(selected))[0]  # (M, L, Dv)
+        media = tokens.new_zeros(*kept.shape, *tokens.shape[1:])
+        media[kept] = tokens  # (M, L, Dv) -> (B, num, L, Dv)
+        return media
 
     def _tokenize(self,
                   texts: List[str],
@@ -175,18 +195,54 @@ class Flamingo(BaseModel):
         raise RuntimeError(f'invalid mode "{mode}"')
 
     def _tokenize_samples(self, data_samples, padding_side: str):
-        text = self._tokenize([s.text for s in data_samples],
-                              padding_side,
-                              truncate=True)
-        text['num_media'] = self._num_media(data_samples, text['input_ids'])
+        """Tokenize the samples' text, truncated at ``max_text_length``.
+
+        Returns:
+            dict: ``input_ids`` and ``attention_mask`` ``(B, S)``;
+            ``num_media`` ``(B, )``, the media whose ``<image>`` markers
+            survive truncation (the first ones: the others are never seen);
+            ``num_truncated``, how many texts truncation cut.
+        """
+        texts = [s.text for s in data_samples]
+        text = self._tokenize(texts, padding_side, truncate=True)
+        # no text may name more media than its sample has
+        self._num_media(data_samples, text['input_ids'])
+        text['num_media'] = (text['input_ids'] == self.tokens.media).sum(-1)
+        text['num_truncated'] = self._num_truncated(texts,
+                                                    text['attention_mask'])
         return text
+
+    def _num_truncated(self, texts: List[str],
+                       attention_mask: torch.Tensor) -> torch.Tensor:
+        """How many of ``texts`` truncation at ``max_text_length`` cut."""
+        num = 0
+        if self.max_text_length is not None:
+            # only a text that fills max_text_length tokens may have been cut
+            full = attention_mask.sum(-1) == self.max_text_length
+            filled = [texts[i] for i in full.nonzero().flatten().tolist()]
+            if filled:
+                num = sum(
+                    len(ids) > self.max_text_length
+                    for ids in self.tokenizer(filled)['input_ids'])
+        return attention_mask.new_tensor(num, dtype=torch.float32)
+
+    def _zero_loss(self) -> torch.Tensor:
+        """0, with a (zero) gradient for every trained parameter.
+
+        DDP and DeepSpeed reduce every trained parameter's gradient at each
+        step: a process whose loss misses some would wait for the others for
+        ever (or fail).
+        """
+        return sum(
+            p.sum(dtype=torch.float32)
+            for p in self.parameters() if p.requires_grad) * 0
 
     def _forward_text(self, images, data_samples, padding_side: str):
         text = self._tokenize_samples(data_samples, padding_side)
         return self.head(
             text['input_ids'],
             text['attention_mask'],
-            self.extract_media(images),
+            self.extract_media(images, text['num_media']),
             num_media=text['num_media'])
 
     def loss(
@@ -202,19 +258,39 @@ class Flamingo(BaseModel):
         the weighted sum of every dataset's gradient; each dataset's own
         (unweighted) loss is logged as ``<name>_nll``.
 
+        Text is truncated at ``max_text_length``; the media whose markers
+        are cut, like the batch's padding media, are not encoded. A batch
+        left empty by skipped samples (see :class:`FlamingoDataPreprocessor`)
+        has a zero loss and no ``nll``.
+
         Returns:
-            dict: ``loss`` and, for logging, ``num_tokens`` (tokens learned).
+            dict: ``loss`` and, for logging, ``nll`` (the unweighted loss),
+            ``num_tokens`` (tokens learned) and ``num_truncated`` (texts
+            truncation cut).
         """
         if isinstance(data_samples, dict):
-            total, logs = 0, {}
-            for name, samples in data_samples.items():
-                part = self.loss(images[name], samples)
-                total = total + part['loss']
-                logs[f'{name}_nll'] = part['nll'].detach()
+            parts = {
+                name: self.loss(images[name], samples)
+                for name, samples in data_samples.items()
+            }
+            logs = {}
+            for name, part in parts.items():
+                if 'nll' in part:
+                    logs[f'{name}_nll'] = part['nll']
                 logs[f'{name}_tokens'] = part['num_tokens']
-            logs['num_tokens'] = sum(v for k, v in logs.items()
-                                     if k.endswith('_tokens'))
-            return dict(loss=total, **logs)
+            return dict(
+                loss=sum(part['loss'] for part in parts.values()),
+                **logs,
+                num_tokens=sum(part['num_tokens'] for part in parts.values()),
+                num_truncated=sum(part['num_truncated']
+                                  for part in parts.values()))
+        if not data_samples:
+            # a loss still, so that DDP and DeepSpeed reduce the gradients
+            zero = self._zero_loss()
+            return dict(
+                loss=zero,
+                num_tokens=zero.detach(),
+                num_truncated=zero.detach())
         text = self._tokenize_samples(data_samples, 'right')
         labels = build_labels(text['input_ids'], text['attention_mask'],
                               self.tokens.media, self.tokens.end_of_chunk)
@@ -223,10 +299,11 @@ class Flamingo(BaseModel):
         learned = labels != -100  # (B, S)
         # logits only where a token is learned: no output projection for
         # padding and unlearned text
+        media = self.extract_media(images, text['num_media'])
         logits = self.head(
             text['input_ids'],
             text['attention_mask'],
-            self.extract_media(images),
+            media,
             num_media=text['num_media'],
             logits_positions=learned).logits[0]  # (N, V)
         token_loss = F.cross_entropy(
@@ -240,7 +317,15 @@ class Flamingo(BaseModel):
         denominator = num_tokens.clamp(min=1)
         nll = token_loss.sum() / denominator
         loss = (token_loss * weights[rows]).sum() / denominator
-        return dict(loss=loss, nll=nll.detach(), num_tokens=num_tokens.float())
+        if media is None:
+            # no medium reached the cross-attention (text only, or every
+            # marker cut): the perceiver and the attention need a gradient
+            loss = loss + self._zero_loss()
+        return dict(
+            loss=loss,
+            nll=nll.detach(),
+            num_tokens=num_tokens.float(),
+            num_truncated=text['num_truncated'])
 
     def _visual_tokens(
             self, images: Images,
@@ -266,8 +351,16 @@ class Flamingo(BaseModel):
         ``images``, which may then be None; each sample's ``num_media`` says
         how many of its N are real.
 
+        With ``num_return_sequences=R > 1`` (beam search, or sampling with
+        ``do_sample=True``), each sample also gets its R texts as a list,
+        ``pred_captions`` or ``pred_answers``, in ``generate``'s order: beam
+        search returns its R best beams best first, so ``pred_caption`` /
+        ``pred_answer`` is the best; samples are R independent draws, in no
+        order, and ``pred_caption`` / ``pred_answer`` is the first of them.
+
         Returns:
-            list[DataSample]: with ``pred_caption`` or ``pred_answer``.
+            list[DataSample]: with ``pred_caption`` or ``pred_answer`` (and
+            ``pred_captions`` or ``pred_answers`` when R > 1).
         """
         cfg = {**self.generation_cfg, **generation_cfg}
         prompt = self._tokenize([s.text for s in data_samples], 'left')
@@ -279,11 +372,18 @@ class Flamingo(BaseModel):
             num_media=num_media,
             **cfg)
         new_tokens = generated[:, prompt['input_ids'].shape[1]:]
-        texts = self.tokenizer.batch_decode(
-            new_tokens, skip_special_tokens=True)
+        texts = [
+            text.strip() for text in self.tokenizer.batch_decode(
+                new_tokens, skip_special_tokens=True)
+        ]
+        # (B * R, ) texts, sample-major: the R of sample i are rows iR..iR+R-1
+        per_sample = len(texts) // len(data_samples)
         field = 'pred_caption' if self.task == 'caption' else 'pred_answer'
-        for sample, text in zip(data_samples, texts):
-            sample.set_field(text.strip(), field)
+        for i, sample in enumerate(data_samples):
+            sequences = texts[i * per_sample:(i + 1) * per_sample]
+            sample.set_field(sequences[0], field)
+            if per_sample > 1:
+                sample.set_field(sequences, field + 's')
         return data_samples
 
     @torch.no_grad()

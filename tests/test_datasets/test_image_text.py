@@ -1,5 +1,6 @@
 """Image-text pair datasets on small files written by the tests."""
 import json
+import re
 
 import pytest
 from mmengine.registry import DefaultScope
@@ -76,7 +77,7 @@ def test_coco_one_sample_per_caption(images, tokenizer_dir):
     assert [pixel(s) for s in samples] == [list(RED), list(BLUE), list(RED)]
     assert samples[1]['data_samples'].source == (
         f'{images}/blue.png (caption 11)')
-    assert samples[1]['data_samples'].num_skipped == 0
+    assert 'unusable' not in samples[1]['data_samples']
 
 
 def write_jsonl(path, records):
@@ -92,7 +93,7 @@ def jsonl_dataset(images, tokenizer_dir):
         dict(image='missing.png', caption='never loaded'),
         dict(image='broken.png', caption='never decoded'),
         dict(image='red.png', caption=' \n '),
-        dict(image='red.png', caption='two <image> markers'),
+        dict(image='red.png', caption='a literal <image> marker'),
         dict(image='green.png', caption='a green square'),
     ])
 
@@ -116,16 +117,23 @@ def test_jsonl_texts(jsonl_dataset):
 
 
 def test_jsonl_skips_bad_samples_in_training(jsonl_dataset, warnings_logged):
-    sample = jsonl_dataset()[1]
-    assert sample['data_samples'].text == f'<image>a green square{EOC}{EOS}'
-    assert sample['data_samples'].num_skipped == 4
+    dataset = jsonl_dataset()
+    data = [dataset[i] for i in range(len(dataset))]
+    samples = [d['data_samples'] for d in data]
+    # each unusable sample is a placeholder, not its neighbour
+    unusable = [s.get('unusable', False) for s in samples]
+    assert unusable == [False, True, True, True, True, False]
+    assert samples[5].text == f'<image>a green square{EOC}{EOS}'
+    assert data[1]['inputs'].shape[0] == 0
     assert len(warnings_logged) == 4
     expected = [('missing.png', 'not found'), ('broken.png', 'cannot read'),
                 ('pairs.jsonl:4', 'empty caption'),
-                ('pairs.jsonl:5', '2 <image> markers but 1 images')]
-    for message, (name, reason) in zip(warnings_logged, expected):
+                ('pairs.jsonl:5', 'holds a literal <image>')]
+    for message, sample, (name, reason) in zip(warnings_logged, samples[1:5],
+                                               expected):
         assert message.startswith('skipping ')
         assert name in message and reason in message
+        assert name in sample.source
 
 
 def test_jsonl_raises_in_test_mode(jsonl_dataset):
@@ -136,8 +144,56 @@ def test_jsonl_raises_in_test_mode(jsonl_dataset):
         dataset[2]
     with pytest.raises(UnusableSample, match='empty caption'):
         dataset[3]
-    with pytest.raises(UnusableSample, match='markers'):
+    with pytest.raises(UnusableSample, match='literal <image>'):
         dataset[4]
+
+
+@pytest.mark.parametrize('token', ['<image>', '<|endofchunk|>'])
+def test_literal_flamingo_tokens_in_a_caption_are_refused(
+        token, images, tokenizer_dir, png_bytes, write_tar, warnings_logged):
+    caption = f'a red{token}square'
+    root = images.parent
+    ann_file = write_jsonl(root / 'tokens.jsonl', [
+        dict(image='red.png', caption='a red square'),
+        dict(image='red.png', caption=caption)
+    ])
+    (root / 'coco.json').write_text(
+        json.dumps(
+            dict(
+                images=[dict(id=1, file_name='red.png')],
+                annotations=[dict(id=7, image_id=1, caption=caption)])))
+    shard = write_tar(root / 'tokens.tar', {
+        'k0.png': png_bytes(RED),
+        'k0.txt': caption
+    })
+    # each dataset, and how its error names the sample
+    datasets = {
+        'tokens.jsonl:2)':
+        build(
+            tokenizer_dir,
+            type='JsonlImageText',
+            ann_file=ann_file,
+            data_prefix=dict(img_path=str(images))),
+        'red.png (caption 7)':
+        build(
+            tokenizer_dir,
+            type='CocoCaptionPairs',
+            ann_file=str(root / 'coco.json'),
+            data_prefix=dict(img_path=str(images))),
+        'tokens.tar:k0':
+        build(tokenizer_dir, type='WebDatasetImageText', shards=shard),
+    }
+    for source, dataset in datasets.items():
+        last = len(dataset) - 1
+        assert dataset[last]['data_samples'].unusable
+        assert source in warnings_logged[-1]
+        assert f'holds a literal {token}' in warnings_logged[-1]
+        dataset.test_mode = True
+        with pytest.raises(
+                UnusableSample,
+                match=re.escape(f'{source} holds a literal {token}')):
+            dataset[last]
+    assert len(warnings_logged) == 3
 
 
 def test_truncation_keeps_what_the_tokenizer_keeps(images, tokenizer_dir):
@@ -218,9 +274,10 @@ def test_webdataset_index_and_texts(shards, tokenizer_dir):
 
 def test_webdataset_skips_bad_samples(shards, tokenizer_dir, warnings_logged):
     kwargs = dict(type='WebDatasetImageText', shards=str(shards / '*.tar'))
-    sample = build(tokenizer_dir, **kwargs)[2]
-    assert sample['data_samples'].text == f'<image>a blue square{EOC}{EOS}'
-    assert sample['data_samples'].num_skipped == 2
+    dataset = build(tokenizer_dir, **kwargs)
+    samples = [dataset[i]['data_samples'] for i in (2, 3, 4)]
+    assert samples[0].unusable and samples[1].unusable
+    assert samples[2].text == f'<image>a blue square{EOC}{EOS}'
     assert len(warnings_logged) == 2
     assert 'shard-001.tar:bad0' in warnings_logged[0]
     assert 'cannot read image' in warnings_logged[0]

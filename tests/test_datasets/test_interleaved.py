@@ -2,6 +2,7 @@
 import base64
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -98,22 +99,25 @@ def test_mmc4_texts_and_images(root, tokenizer_dir):
         f'<image>Blue one.{EOC}<image>Red one.{EOC}{EOS}')
     assert colors(last) == [BLUE, RED]
     assert last['data_samples'].source == f'{root}/docs.jsonl:7'
-    assert last['data_samples'].num_skipped == 0
+    assert 'unusable' not in last['data_samples']
 
 
 def test_mmc4_skips_bad_documents_in_training(root, tokenizer_dir,
                                               warnings_logged):
-    sample = build(root, tokenizer_dir, DOCS)[2]
-    assert colors(sample) == [BLUE, RED]
-    assert sample['data_samples'].num_skipped == 4
+    dataset = build(root, tokenizer_dir, DOCS)
+    samples = [dataset[i] for i in range(2, 7)]
+    assert [s['data_samples'].get('unusable', False)
+            for s in samples] == [True] * 4 + [False]
+    assert colors(samples[4]) == [BLUE, RED]
     expected = [('docs.jsonl:3', '2 below sim_threshold 0.24'),
                 ('docs.jsonl:4', 'missing.png not found'),
                 ('docs.jsonl:5', 'broken.png'),
-                ('docs.jsonl:6', '2 <image> markers but 1 images')]
+                ('docs.jsonl:6', 'sentence 0 of')]
     assert len(warnings_logged) == 4
     for message, (name, reason) in zip(warnings_logged, expected):
         assert message.startswith('skipping ')
         assert name in message and reason in message
+    assert 'holds a literal <image>' in warnings_logged[3]
 
 
 def test_mmc4_raises_in_test_mode(root, tokenizer_dir):
@@ -124,8 +128,38 @@ def test_mmc4_raises_in_test_mode(root, tokenizer_dir):
         dataset[3]
     with pytest.raises(ValueError, match='broken.png'):
         dataset[4]
-    with pytest.raises(UnusableSample, match='markers'):
+    with pytest.raises(UnusableSample, match='literal <image>'):
         dataset[5]
+
+
+@pytest.mark.parametrize('token', ['<image>', '<|endofchunk|>'])
+def test_literal_flamingo_tokens_in_a_sentence_are_refused(
+        token, root, tokenizer_dir, write_tar, warnings_logged):
+    # truncation cuts the real marker: a literal <image> would be the only
+    # one left, and bind the red image to 'Look' without a word of warning
+    document = doc([f'Look{token}here.', 'the quick brown fox ' * 4, 'Red.'],
+                   ('red.png', 2, 0.3))
+    dataset = build(root, tokenizer_dir, [DOCS[0], document], max_tokens=20)
+    assert dataset[1]['data_samples'].unusable
+    (message, ) = warnings_logged
+    assert 'docs.jsonl:2' in message
+    assert f'sentence 0 of {root}/docs.jsonl:2 holds a literal {token}' in (
+        message)
+    write_tar(root / 'docs-0.tar', {
+        'd0.json': json.dumps(document),
+        'red.png': png_of(RED)
+    })
+    shards = build_shards(
+        root,
+        tokenizer_dir,
+        min_image_bytes=0,
+        single_image_drop_prob=0.0,
+        test_mode=True,
+        pipeline=PIPELINE)
+    with pytest.raises(
+            UnusableSample,
+            match=re.escape(f'docs-0.tar:d0 holds a literal {token}')):
+        shards[0]
 
 
 def test_image_count_rules(root, tokenizer_dir):

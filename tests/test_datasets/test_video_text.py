@@ -273,16 +273,16 @@ def test_dataset_text_and_sources(videos, tokenizer_dir):
     # the video, then where its annotation is
     assert sample['data_samples'].source == (
         f"{videos['clip']} ({dataset.ann_file}:1)")
-    assert sample['data_samples'].num_skipped == 0
+    assert 'unusable' not in sample['data_samples']
 
 
 def test_dataset_skips_bad_samples_in_training(videos, tokenizer_dir,
                                                warnings_logged):
     dataset = build_dataset(videos, tokenizer_dir)
-    sample = dataset[1]  # missing, corrupt, empty caption, then the folder
-    assert sample['data_samples'].source.startswith(
-        str(videos['root'] / 'frames') + ' (')
-    assert sample['data_samples'].num_skipped == 3
+    # missing, corrupt, empty caption, then the folder
+    samples = [dataset[i]['data_samples'] for i in range(1, 5)]
+    assert [s.get('unusable', False) for s in samples] == [True] * 3 + [False]
+    assert samples[3].source.startswith(str(videos['root'] / 'frames') + ' (')
     assert len(warnings_logged) == 3
     for name, message in zip(['missing.mp4', 'corrupt.mp4', 'clip.mp4'],
                              warnings_logged):
@@ -298,6 +298,24 @@ def test_dataset_raises_in_test_mode(videos, tokenizer_dir):
         dataset[2]
     with pytest.raises(UnusableSample, match='clip.mp4'):
         dataset[3]
+
+
+def test_a_literal_flamingo_token_in_a_caption_is_refused(
+        videos, tokenizer_dir):
+    ann_file = videos['root'] / 'tokens.jsonl'
+    ann_file.write_text(
+        json.dumps(dict(video='clip.mp4', caption='moves<|endofchunk|>right'))
+        + '\n')
+    dataset = VideoTextPairs(
+        ann_file=str(ann_file),
+        tokenizer=dict(pretrained=tokenizer_dir),
+        data_prefix=dict(video=str(videos['root'])),
+        test_mode=True)
+    with pytest.raises(
+            UnusableSample,
+            match=r'clip.mp4 \(.*tokens.jsonl:1\) holds a literal '
+            r'<\|endofchunk\|>'):
+        dataset[0]
 
 
 def test_malformed_annotation_names_the_line(tmp_path, tokenizer_dir):

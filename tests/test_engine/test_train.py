@@ -26,7 +26,8 @@ from mmflamingo.registry import DATASETS, MODELS
 
 # the values of one training iteration that must replay exactly on resume
 REPLAYED_KEYS = ('loss', 'interleaved_nll', 'pairs_nll', 'video_nll',
-                 'num_tokens', 'grad_norm', 'lr')
+                 'num_tokens', 'grad_norm', 'lr', 'num_truncated',
+                 'truncated_samples')
 
 
 def _replayed(row: dict) -> dict:
@@ -80,9 +81,10 @@ def test_zero1_bf16_trains_and_saves_trained_weights_only(trainer, tmp_path):
 
 
 # ----------------------------------------------------------- kill + resume
+# text short enough to be truncated: the running count continues on resume
 RESUME_ARGS = [
     '--cfg-options', 'train_cfg.max_iters=8',
-    'default_hooks.checkpoint.interval=2'
+    'default_hooks.checkpoint.interval=2', 'model.max_text_length=24'
 ]
 
 
@@ -126,6 +128,7 @@ def test_kill_and_resume_replays_the_uninterrupted_run(trainer, uninterrupted,
     assert f'Advancing the dataloaders {start} steps' in resumed.output
     assert 'UnpicklingError' not in resumed.output
     assert [row['iter'] for row in resumed.rows] == list(range(start + 1, 9))
+    assert reference[8]['truncated_samples'] > 0
     # fp32 on the CPU, one thread: the resumed run is bit-identical
     for row in killed.rows + resumed.rows:
         assert _replayed(row) == _replayed(reference[row['iter']]), row['iter']
@@ -150,11 +153,10 @@ def _equal_length_pairs(tokenizer_dir: str, toy_root: str, path: str) -> None:
                         caption=captions[i % len(captions)])) + '\n')
 
 
-def test_two_processes_match_one(trainer, tokenizer_dir, toy_root, tmp_path):
-    ann_file = str(tmp_path / 'pairs.jsonl')
-    _equal_length_pairs(tokenizer_dir, toy_root, ann_file)
+def _pairs_only(ann_file: str, toy_root: str) -> str:
+    """Config text training on the pairs of ``ann_file`` alone."""
     # no random flip: each rank would draw its own, unlike one process
-    extra = f"""
+    return f"""
 train_dataloader = dict(
     batch_size=2,
     datasets=dict(
@@ -173,7 +175,13 @@ train_dataloader = dict(
                     dict(type='PackFlamingoInputs', meta_keys=['source']),
                 ]))))
 """
-    config = trainer.config(trainer.zero1_config, extra)
+
+
+def test_two_processes_match_one(trainer, tokenizer_dir, toy_root, tmp_path):
+    ann_file = str(tmp_path / 'pairs.jsonl')
+    _equal_length_pairs(tokenizer_dir, toy_root, ann_file)
+    config = trainer.config(trainer.zero1_config,
+                            _pairs_only(ann_file, toy_root))
     args = ['--cfg-options', 'train_cfg.max_iters=4']
     # rank r takes samples r::2 of the same permutation: the same global
     # batch as one process with batch size 2
@@ -206,6 +214,39 @@ train_dataloader = dict(
             r1['loss'], abs=1e-3), r1['iter']
     # rank 0's own loss is not the global one: the ranks saw other samples
     assert any(abs(r['loss'] - r['loss_global']) > 1e-2 for r in two.rows)
+
+
+def test_a_process_whose_batch_is_empty_keeps_ddp_in_step(
+        trainer, toy_root, tmp_path):
+    # four pairs, one with a missing image, one pair per process and
+    # iteration: the missing pair leaves the batch of one process empty at
+    # two of the four iterations (8 draws, 2 permutations); its zero loss
+    # must still join DDP's reduction of every gradient, or the other
+    # process waits for it for ever
+    with open(osp.join(toy_root, 'pairs.jsonl')) as f:
+        rows = [json.loads(line) for line in f][:4]
+    rows[1]['image'] = 'missing_1.png'
+    ann_file = str(tmp_path / 'pairs.jsonl')
+    with open(ann_file, 'w') as f:
+        f.writelines(json.dumps(row) + '\n' for row in rows)
+    # DDP on the CPU: no device ids
+    ddp = "model_wrapper_cfg = dict(type='MMDistributedDataParallel', " \
+        'device_ids=None)\n'
+    config = trainer.config(trainer.runner_config,
+                            _pairs_only(ann_file, toy_root) + ddp)
+    result = trainer.run(
+        config,
+        str(tmp_path / 'work'),
+        args=[
+            '--cfg-options', 'train_cfg.max_iters=4',
+            'train_dataloader.batch_size=1'
+        ],
+        nproc=2,
+        timeout=240).check()
+    assert [r['iter'] for r in result.rows] == [1, 2, 3, 4]
+    assert all(math.isfinite(r['loss_global']) for r in result.rows)
+    # the skips of both processes
+    assert result.rows[-1]['skipped_samples'] == 2
 
 
 # --------------------------------------------------- the mixture's gradient
@@ -360,8 +401,8 @@ def test_merge_batches_mix_datasets_with_their_weights(trainer, tmp_path):
 
 def test_monitor_hook_logs_gates_throughput_and_skipped_samples(
         trainer, toy_root, tmp_path):
-    # four pairs, the first and third with a missing image: a batch of two
-    # skips to the next sample, so two iterations skip exactly two
+    # four pairs, the first and third with a missing image: two iterations
+    # of batches of two take each pair once, so they skip exactly two
     with open(osp.join(toy_root, 'pairs.jsonl')) as f:
         rows = [json.loads(line) for line in f][:4]
     for i in (0, 2):
@@ -372,23 +413,34 @@ def test_monitor_hook_logs_gates_throughput_and_skipped_samples(
 
     def edit(cfg):
         cfg.train_dataloader.datasets.pairs.dataset.ann_file = ann_file
+        # short enough to cut some documents and videos
+        cfg.model.max_text_length = 24
 
     runner, _, rows = _train_in_process(trainer, tmp_path / 'run', 2, edit)
     assert [row['iter'] for row in rows] == [1, 2]
     head = runner.model.head
+    skipped, truncated = 0, 0
     for row in rows:
         # one process: the global loss is this process's, logged with it
         assert row['loss_global'] == row['loss']
         assert row['samples_per_s'] > 0
         # same clock: tokens per sample, 2 samples from each of 3 datasets
+        # but the skipped ones
+        trained = 6 - (row['skipped_samples'] - skipped)
         assert row['tokens_per_s'] / row['samples_per_s'] == pytest.approx(
-            row['num_tokens'] / 6, rel=1e-9)
+            row['num_tokens'] / trained, rel=1e-9)
+        skipped = row['skipped_samples']
+        # a running count of this iteration's truncations
+        truncated += row['num_truncated']
+        assert row['truncated_samples'] == truncated
         for name in head.xattn_blocks:
             assert f'gate_attn_{name}' in row and f'gate_ff_{name}' in row
-    assert rows[0]['skipped_samples'] <= rows[1]['skipped_samples'] == 2
+    assert skipped == 2
+    assert truncated > 0
     # the last row shows the gates as training left them
     for name, block in head.xattn_blocks.items():
-        assert rows[-1][f'gate_attn_{name}'] == float(block.attn_gate.tanh())
+        assert rows[-1][f'gate_attn_{name}'] == float(
+            block.attn_gate.detach().tanh())
         assert rows[-1][f'gate_ff_{name}'] == float(block.ff_gate.tanh())
         assert rows[-1][f'gate_attn_{name}'] != 0
     [log] = glob.glob(str(tmp_path / 'run' / '*' / '*.log'))
@@ -416,12 +468,23 @@ def test_config_errors_fail_at_start_naming_the_culprit(
             '--cfg-options',
             'train_dataloader.datasets.video.dataset.type=NoSuchVideoDataset'
         ])
-    missing, unknown = missing.wait(), unknown.wait()
+    # a checkpoint cut short (an interrupted save): torch's error does not
+    # name the file, mmflamingo's loader for mmengine does
+    torch.save(
+        dict(state_dict=dict(w=torch.ones(64, 64))), tmp_path / 'full.pth')
+    truncated = str(tmp_path / 'iter_2.pth')
+    with open(tmp_path / 'full.pth', 'rb') as f, open(truncated, 'wb') as out:
+        out.write(f.read()[:2000])
+    resume = trainer.start(
+        config, str(tmp_path / 'resume'), args=['--resume', truncated])
+    missing, unknown, resume = missing.wait(), unknown.wait(), resume.wait()
 
     assert missing.returncode != 0
     assert osp.join(toy_root, 'no_such_pairs.jsonl') in missing.stderr
     assert unknown.returncode != 0
     assert 'NoSuchVideoDataset' in unknown.stderr
-    for result in (missing, unknown):
+    assert resume.returncode != 0
+    assert f'cannot read checkpoint {truncated!r}' in resume.stderr
+    for result in (missing, unknown, resume):
         assert 'Iter(train)' not in result.output
         assert result.rows == []
