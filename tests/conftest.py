@@ -5,13 +5,49 @@ so equality tests on them would pass whatever the code does. The models
 built here use a large initialiser range instead, and can be built with the
 gates open, so that their outputs depend on the text and on the images.
 """
-import pytest
-import torch
-from mmpretrain.structures import DataSample
+import importlib.util
+import os
+import sys
 
-import mmflamingo.models  # noqa: F401 (registers the modules)
-from mmflamingo.registry import MODELS
-from mmflamingo.testing import build_tiny_tokenizer, tiny_flamingo_config
+import torch
+
+# DeepSpeed comes in with mmpretrain and mmengine.runner, before any test.
+# Finding no GPU, it warns "Setting accelerator to CPU" in every process:
+# name the accelerator instead, with its override (which the train.py
+# subprocesses inherit).
+if not torch.cuda.is_available():
+    os.environ.setdefault('DS_ACCELERATOR', 'cpu')
+
+
+def _import_deepspeed() -> None:
+    """Import DeepSpeed with the process's own stderr.
+
+    On import, DeepSpeed checks which of its ops could be built; for
+    ``async_io`` it links a test program against libaio, with the linker's
+    stderr sent to a scratch file by redirecting ``sys.stderr.fileno()``.
+    Under pytest's capture that is not fd 2, where the linker writes, so
+    ``cannot find -laio`` and ``collect2: error`` reached the test output
+    although DeepSpeed meant to hide them. Anything else written during the
+    import is captured as usual.
+    """
+    if importlib.util.find_spec('deepspeed') is None:
+        return
+    stderr, sys.stderr = sys.stderr, sys.__stderr__
+    try:
+        import deepspeed  # noqa: F401
+    finally:
+        sys.stderr = stderr
+
+
+_import_deepspeed()
+
+import pytest  # noqa: E402
+from mmpretrain.structures import DataSample  # noqa: E402
+
+import mmflamingo.models  # noqa: E402,F401 (registers the modules)
+from mmflamingo.registry import MODELS  # noqa: E402
+from mmflamingo.testing import build_tiny_tokenizer  # noqa: E402
+from mmflamingo.testing import tiny_flamingo_config  # noqa: E402
 
 # the config field each architecture initialises its weights from
 _INIT_STD_FIELD = {'opt': 'init_std'}

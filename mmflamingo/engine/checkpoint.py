@@ -1,45 +1,23 @@
-"""Loading mmengine checkpoints with torch's safe ``weights_only`` loader.
-
-torch >= 2.6 refuses to unpickle anything but tensors and plain containers
-unless allowed; mmengine's checkpoints also hold its ``HistoryBuffer`` and
-numpy arrays and scalars (in the message hub), and a ``HistoryBuffer``
-pickles its statistics methods as ``getattr(HistoryBuffer, 'min')``. We allow
-exactly those, never the whole pickle machinery, and ``getattr`` only on
-``HistoryBuffer`` for its statistics methods: a checkpoint is untrusted
-input.
+"""mmengine reads its local checkpoint files (``load_from``, ``resume``,
+``load_checkpoint``) with
+:func:`mmflamingo.checkpoint_io.load_checkpoint_file`, so that their errors
+name the file and unpickling stays ``weights_only``.
 """
-import numpy as np
-import torch
-from mmengine.logging import HistoryBuffer
+import os.path as osp
+
+from mmengine.runner import CheckpointLoader
+
+from mmflamingo.checkpoint_io import load_checkpoint_file
 
 
-def _numpy_globals() -> list:
-    multiarray = getattr(np, '_core', np.core).multiarray
-    types = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
-    # numpy >= 1.25 pickles dtypes by their class (np.dtypes.Float64DType)
-    types += [
-        type(np.dtype(t))
-        for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)
-    ]
-    return types
+def load_local_checkpoint(filename: str, map_location=None):
+    """mmengine's local-file checkpoint loader, through
+    :func:`load_checkpoint_file`."""
+    return load_checkpoint_file(osp.expanduser(filename), map_location)
 
 
-def history_buffer_getattr(obj, name: str):
-    """``getattr`` restricted to what a pickled ``HistoryBuffer`` needs."""
-    # the built-in statistics and any registered with register_statistics
-    allowed = {
-        'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods
-    }
-    if obj is HistoryBuffer and name in allowed:
-        return getattr(obj, name)
-    raise RuntimeError(f'checkpoint asks for getattr({obj!r}, {name!r}); '
-                       'only HistoryBuffer statistics methods are allowed')
-
-
-def allow_mmengine_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints."""
-    torch.serialization.add_safe_globals([
-        HistoryBuffer, *_numpy_globals(),
-        (history_buffer_getattr, '__builtin__.getattr'),
-        (history_buffer_getattr, 'builtins.getattr')
-    ])
+def register_local_checkpoint_loader() -> None:
+    """Make mmengine's ``CheckpointLoader`` read local files (paths without
+    a URL scheme) with :func:`load_local_checkpoint`."""
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_local_checkpoint, force=True)

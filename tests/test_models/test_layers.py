@@ -92,6 +92,12 @@ def naive_cross_attention(attn: MaskedCrossAttention,
     return out @ attn.to_out.weight.T
 
 
+# Token by token against batched: other summation orders. The outputs reach
+# ~16, where an fp32 ulp is 2e-6; they agreed to 3.3e-6 where this was
+# written; attending to the wrong image changes them by O(1).
+NAIVE_ATOL = 1e-4
+
+
 def build_attention(only_attend_last_media=True):
     torch.manual_seed(0)
     return perturb_(
@@ -115,7 +121,7 @@ def test_masked_cross_attention_matches_naive(only_attend_last_media):
                                  DIM_HEAD)
     out = attn(x, media_kv, MEDIA_INDEX, NUM_LATENTS)
     expected = naive_cross_attention(attn, x, media, MEDIA_INDEX)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=NAIVE_ATOL)
 
     # tokens that follow no image get exactly nothing
     no_image = MEDIA_INDEX == 0
@@ -175,9 +181,11 @@ def test_rows_grouped_per_sample(only_attend_last_media):
     grouped = attn(x, (k, v), media_index, NUM_LATENTS)
     k_rows, v_rows = (t.repeat_interleave(per_sample, 0) for t in (k, v))
     repeated = attn(x, (k_rows, v_rows), media_index, NUM_LATENTS)
-    torch.testing.assert_close(grouped, repeated, rtol=1e-5, atol=1e-6)
+    # (B, H, K * S, Dh) queries against (B * K, H, S, Dh): other shapes, which
+    # may round differently (equal where this was written); outputs up to ~16
+    torch.testing.assert_close(grouped, repeated, rtol=1e-5, atol=1e-5)
     expected = naive_cross_attention(attn, x, media, media_index, per_sample)
-    torch.testing.assert_close(grouped, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grouped, expected, rtol=1e-5, atol=NAIVE_ATOL)
     # control: the rows really read their own sample's media
     swapped = attn(x, (k.flip(0), v.flip(0)), media_index, NUM_LATENTS)
     assert not torch.allclose(grouped, swapped)

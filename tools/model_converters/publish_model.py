@@ -15,7 +15,8 @@ import os.path as osp
 
 import torch
 
-from mmflamingo.engine.checkpoint import allow_mmengine_checkpoints
+from mmflamingo.checkpoint_io import (allow_mmengine_checkpoints,
+                                      load_checkpoint_file)
 
 
 def publish_checkpoint(src: str, dst: str) -> str:
@@ -31,10 +32,8 @@ def publish_checkpoint(src: str, dst: str) -> str:
     Raises:
         ValueError: If ``src`` holds no ``state_dict``.
     """
-    if not osp.isfile(src):
-        raise FileNotFoundError(f'checkpoint not found: {src!r}')
     allow_mmengine_checkpoints()
-    checkpoint = torch.load(src, map_location='cpu', weights_only=True)
+    checkpoint = load_checkpoint_file(src)
     if 'state_dict' not in checkpoint:
         raise ValueError(f'{src}: no "state_dict" in the checkpoint (keys: '
                          f'{sorted(checkpoint)[:8]})')

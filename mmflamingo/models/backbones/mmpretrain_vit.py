@@ -5,9 +5,9 @@ from typing import Optional
 
 import torch
 from mmengine.logging import print_log
-from mmengine.runner import CheckpointLoader
 from mmpretrain.models import VisionTransformer
 
+from mmflamingo.checkpoint_io import load_checkpoint_file
 from mmflamingo.registry import MODELS
 from .base_vision_encoder import BaseVisionEncoder
 
@@ -83,8 +83,7 @@ class MMPretrainViTEncoder(BaseVisionEncoder):
                 '`pretrained` checkpoint of MMPretrainViTEncoder not found: '
                 f'{pretrained!r}')
         try:
-            checkpoint = CheckpointLoader.load_checkpoint(
-                pretrained, map_location='cpu')
+            checkpoint = load_checkpoint_file(pretrained)
         except pickle.UnpicklingError as error:
             raise RuntimeError(
                 f'{pretrained} holds objects other than tensors, which '

@@ -27,9 +27,11 @@ class _VisualInputs:
     dropped when that call returns: no visual state outlives a call.
     """
     media_kv: Optional[Dict[str, KVPair]]  # per layer, (B, H, N * L, Dh)
-    prompt_media_counts: torch.Tensor  # (B, P + 1): images among first j
+    # (B, P + 1): images in the cache and among the first j prompt tokens
+    prompt_media_counts: torch.Tensor
     num_media: torch.Tensor  # (B, ) images available per sample
     num_latents: int
+    past_length: int = 0  # tokens in the KV cache before the prompt
     media_index: Optional[torch.Tensor] = None  # (B * K, S), per LM call
     attn_bias: Optional[torch.Tensor] = None  # (B, 1, K * S, N * L), per call
     logits_positions: Optional[torch.Tensor] = None  # (B, S) bool, see forward
@@ -127,8 +129,7 @@ class FlamingoLMHead(BaseModule):
         if gradient_checkpointing:
             self.lm.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=dict(
-                    use_reentrant=False,
-                    context_fn=self._checkpoint_contexts))
+                    use_reentrant=False, context_fn=self._checkpoint_contexts))
         self.train(self.training)
 
     def _checkpoint_contexts(self):
@@ -173,11 +174,12 @@ class FlamingoLMHead(BaseModule):
 
     # ---------------------------------------------------------------- calls
     @contextlib.contextmanager
-    def visual_inputs(
-            self,
-            media: Optional[torch.Tensor],
-            prompt_ids: torch.Tensor,
-            num_media: Optional[torch.Tensor] = None) -> Iterator[None]:
+    def visual_inputs(self,
+                      media: Optional[torch.Tensor],
+                      prompt_ids: torch.Tensor,
+                      num_media: Optional[torch.Tensor] = None,
+                      past_media: Optional[torch.Tensor] = None,
+                      past_length: int = 0) -> Iterator[None]:
         """Make ``media`` visible to the cross-attention during the block.
 
         The media keys and values are projected once here, for every layer,
@@ -192,6 +194,9 @@ class FlamingoLMHead(BaseModule):
                 tokens appended (without one).
             num_media (Tensor, optional): ``(B, )`` real images per sample
                 when ``media`` is padded. Defaults to N for every sample.
+            past_media (Tensor, optional): ``(B, )`` ``<image>`` tokens in
+                the KV cache that the first call continues. Defaults to none.
+            past_length (int): Tokens in that KV cache. Defaults to 0.
         """
         if self._visual is not None:
             raise RuntimeError('FlamingoLMHead calls cannot be nested')
@@ -212,8 +217,10 @@ class FlamingoLMHead(BaseModule):
                 num_media = prompt_ids.new_full((batch, ), media.shape[1])
         is_media = (prompt_ids == self.tokens.media).long()
         counts = F.pad(is_media.cumsum(-1), (1, 0))  # (B, P + 1)
+        if past_media is not None:
+            counts = counts + past_media.to(counts)[:, None]
         self._visual = _VisualInputs(media_kv, counts, num_media.long(),
-                                     num_latents)
+                                     num_latents, past_length)
         try:
             yield
         finally:
@@ -238,7 +245,9 @@ class FlamingoLMHead(BaseModule):
         past = attention_mask.shape[1] - seq if attention_mask is not None \
             else 0
         prompt_len = visual.prompt_media_counts.shape[1] - 1
-        prior = visual.prompt_media_counts[:, min(past, prompt_len)]
+        # how far into the prompt this call starts
+        start = min(past - visual.past_length, prompt_len)
+        prior = visual.prompt_media_counts[:, start]
         index = prior.repeat_interleave(per_sample)[:, None] + (
             input_ids == self.tokens.media).long().cumsum(-1)
         # an <image> with no image behind it has nothing to show
@@ -298,6 +307,7 @@ class FlamingoLMHead(BaseModule):
                 media: Optional[torch.Tensor],
                 num_media: Optional[torch.Tensor] = None,
                 past_key_values=None,
+                past_media: Optional[torch.Tensor] = None,
                 use_cache: bool = False,
                 logits_positions: Optional[torch.Tensor] = None):
         """Run the LM on text interleaved with ``media``.
@@ -308,9 +318,12 @@ class FlamingoLMHead(BaseModule):
                 cache).
             media (Tensor, optional): ``(B, N, L, Dv)`` visual tokens.
             num_media (Tensor, optional): ``(B, )`` real images per sample.
-            past_key_values: The LM's KV cache from an earlier call. The
-                ``<image>`` tokens it holds must be counted by the caller:
-                use :meth:`score` for prompt caching.
+            past_key_values: The LM's KV cache from an earlier call
+                (``use_cache=True``), which ``input_ids`` continue.
+            past_media (Tensor, optional): ``(B, )`` ``<image>`` tokens in
+                ``past_key_values``, so that the new tokens see the image
+                they follow; required with ``past_key_values``.
+                (:meth:`generate` and :meth:`score` keep their own cache.)
             use_cache (bool): Return the KV cache.
             logits_positions (Tensor, optional): ``(B, S)`` bool: compute
                 logits only there (a training loss needs them where a label
@@ -321,7 +334,17 @@ class FlamingoLMHead(BaseModule):
         Returns:
             ``transformers.modeling_outputs.CausalLMOutputWithPast``.
         """
-        with self.visual_inputs(media, input_ids, num_media):
+        past_length = 0
+        if past_key_values is not None:
+            if past_media is None or past_media.shape != input_ids.shape[:1]:
+                shape = None if past_media is None else tuple(past_media.shape)
+                raise ValueError(
+                    'FlamingoLMHead.forward with past_key_values needs '
+                    f'past_media, the ({input_ids.shape[0]}, ) counts of '
+                    f'<image> tokens in the cache; got {shape}')
+            past_length = attention_mask.shape[1] - input_ids.shape[1]
+        with self.visual_inputs(media, input_ids, num_media, past_media,
+                                past_length):
             self._visual.logits_positions = logits_positions
             return self.lm(**self._lm_kwargs(input_ids, attention_mask,
                                              past_key_values, use_cache))

@@ -1,11 +1,11 @@
 """Loading Flamingo checkpoints that hold only some of the weights."""
-import os.path as osp
 from collections import defaultdict
 from typing import List, Tuple
 
-import torch
 from mmengine.logging import MMLogger, print_log
 from torch import nn
+
+from mmflamingo.checkpoint_io import load_checkpoint_file
 
 
 def _summarise(keys: List[str], depth: int = 3) -> str:
@@ -37,9 +37,7 @@ def load_flamingo_checkpoint(
     Returns:
         tuple[list[str], list[str]]: Missing trained keys, unexpected keys.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path!r}')
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    checkpoint = load_checkpoint_file(path)
     state_dict = checkpoint.get('state_dict', checkpoint)
     result = model.load_state_dict(state_dict, strict=False)
     trained = {name for name, p in model.named_parameters() if p.requires_grad}

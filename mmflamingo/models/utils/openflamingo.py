@@ -32,6 +32,8 @@ from typing import Dict, Optional
 
 import torch
 
+from mmflamingo.checkpoint_io import load_checkpoint_file
+
 __all__ = ['convert_openflamingo_state_dict', 'read_openflamingo_checkpoint']
 
 # OpenFlamingo's FeedForward is nn.Sequential(LayerNorm, Linear, GELU, Linear)
@@ -63,7 +65,7 @@ def read_openflamingo_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'OpenFlamingo checkpoint not found: {path!r}')
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+        checkpoint = load_checkpoint_file(path)
     except pickle.UnpicklingError as error:
         raise RuntimeError(
             f'{path} holds objects other than tensors and plain containers, '
