@@ -44,12 +44,18 @@ def flamingo_tokens_in(text: str) -> List[str]:
 @dataclass
 class FlamingoTokens:
     """Ids of the tokens Flamingo adds, and the vocabulary size before them.
+
+    ``known`` says the tokenizer had ``<image>`` and ``<|endofchunk|>``
+    before Flamingo came (a language model pretrained with them, such as the
+    shapes recipe's): the LM's own rows for them are then where their
+    trainable rows start.
     """
     media: int
     end_of_chunk: int
     pad: int
     num_base: int
     num_new: int
+    known: bool = False
 
 
 def build_tokenizer(pretrained: str, field: str = 'tokenizer', **kwargs):
@@ -68,7 +74,8 @@ def add_flamingo_tokens(tokenizer) -> FlamingoTokens:
     Calling it twice adds nothing the second time.
     """
     vocab = tokenizer.get_vocab()
-    if MEDIA_TOKEN in vocab and END_OF_CHUNK_TOKEN in vocab:
+    known = MEDIA_TOKEN in vocab and END_OF_CHUNK_TOKEN in vocab
+    if known:
         num_base = min(vocab[MEDIA_TOKEN], vocab[END_OF_CHUNK_TOKEN])
     else:
         num_base = len(tokenizer)
@@ -81,4 +88,5 @@ def add_flamingo_tokens(tokenizer) -> FlamingoTokens:
         end_of_chunk=tokenizer.convert_tokens_to_ids(END_OF_CHUNK_TOKEN),
         pad=tokenizer.pad_token_id,
         num_base=num_base,
-        num_new=len(tokenizer) - num_base)
+        num_new=len(tokenizer) - num_base,
+        known=known)

@@ -258,6 +258,36 @@ def test_extended_embedding():
     assert emb.new_weight.grad is not None
 
 
+@pytest.mark.parametrize('bias', [False, True])
+def test_known_tokens_start_from_the_lms_own_rows(bias):
+    """An LM pretrained with the Flamingo tokens (``known``): their trainable
+    rows start as the LM's rows for them, so the model is the LM at the
+    start; with too few rows for them, a clear error."""
+    base_emb, base_head = base_modules(bias)
+    base = NUM_ROWS - NUM_NEW  # the LM has rows for the known tokens
+    emb = ExtendedEmbedding(base_emb, base, NUM_NEW, known=True)
+    rows = slice(base, base + NUM_NEW)
+    assert torch.equal(emb.new_weight.data, base_emb.weight.data[rows])
+    ids = torch.arange(base + NUM_NEW)
+    assert torch.equal(emb(ids).detach(), base_emb(ids).detach())
+    head = ExtendedLMHead(base_head, emb, tied=False, known=True)
+    assert torch.equal(head.new_weight.data, base_head.weight.data[rows])
+    if bias:
+        assert torch.equal(head.new_bias.data, base_head.bias.data[rows])
+    hidden = randn(2, 3, WIDTH, seed=1)
+    torch.testing.assert_close(
+        head(hidden),
+        base_head(hidden)[..., :base + NUM_NEW],
+        rtol=1e-5,
+        atol=1e-5)  # matmuls of other widths may differ in the last bits
+    # not known: the mean of the old rows, not the LM's rows
+    assert not torch.equal(
+        ExtendedEmbedding(base_emb, base, NUM_NEW).new_weight.data,
+        base_emb.weight.data[rows])
+    with pytest.raises(ValueError, match='fewer than their ids'):
+        ExtendedEmbedding(base_emb, base + 1, NUM_NEW, known=True)
+
+
 def test_extended_embedding_needs_enough_rows():
     base, _ = base_modules()
     with pytest.raises(ValueError, match=f'{NUM_ROWS} embedding rows'):

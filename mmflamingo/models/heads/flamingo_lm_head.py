@@ -162,10 +162,12 @@ class FlamingoLMHead(BaseModule):
         lm, tokens = self.lm, self.tokens
         old_in, old_out = lm.get_input_embeddings(), lm.get_output_embeddings()
         tied = old_out is not None and old_out.weight is old_in.weight
-        embedding = ExtendedEmbedding(old_in, tokens.num_base, tokens.num_new)
+        embedding = ExtendedEmbedding(old_in, tokens.num_base, tokens.num_new,
+                                      tokens.known)
         lm.set_input_embeddings(embedding)
         if old_out is not None:
-            lm.set_output_embeddings(ExtendedLMHead(old_out, embedding, tied))
+            lm.set_output_embeddings(
+                ExtendedLMHead(old_out, embedding, tied, tokens.known))
         lm.config.vocab_size = embedding.num_embeddings
 
     def init_weights(self) -> None:

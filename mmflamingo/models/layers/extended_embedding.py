@@ -27,6 +27,21 @@ def _load_full_table(module: nn.Module, state_dict: dict, prefix: str,
         state_dict[new_key] = table[num_base:]
 
 
+def _new_rows(table: torch.Tensor, num_base: int, num_new: int,
+              known: bool) -> torch.Tensor:
+    """Where the new rows start: the LM's own rows for tokens it knows, else
+    the mean of the old rows (a neutral embedding)."""
+    if known:
+        if table.shape[0] < num_base + num_new:
+            raise ValueError(
+                f'the tokenizer knew its {num_new} Flamingo tokens, but the '
+                f'LM has {table.shape[0]} rows, fewer than their ids '
+                f'{num_base}..{num_base + num_new - 1}')
+        return table[num_base:num_base + num_new].float().clone()
+    mean = table[:num_base].float().mean(0, keepdim=True)
+    return mean.repeat(num_new, 1)
+
+
 class ExtendedEmbedding(nn.Module):
     """An input embedding of ``num_base`` frozen rows and trainable new rows.
 
@@ -36,10 +51,16 @@ class ExtendedEmbedding(nn.Module):
             are dropped, as ``resize_token_embeddings`` does.
         num_base (int): Vocabulary size before the new tokens were added.
         num_new (int): Number of new tokens, ids ``num_base ...``.
+        known (bool): The LM was trained with the new tokens, so its rows
+            ``num_base ...`` are where theirs start; otherwise they start at
+            the mean of the old rows, a neutral embedding. Defaults to False.
     """
 
-    def __init__(self, base: nn.Embedding, num_base: int,
-                 num_new: int) -> None:
+    def __init__(self,
+                 base: nn.Embedding,
+                 num_base: int,
+                 num_new: int,
+                 known: bool = False) -> None:
         super().__init__()
         if base.weight.shape[0] < num_base:
             raise ValueError(
@@ -48,9 +69,8 @@ class ExtendedEmbedding(nn.Module):
         self.num_base = num_base
         self.weight = nn.Parameter(
             base.weight.data[:num_base], requires_grad=False)
-        # new rows start at the mean of the old ones, a neutral embedding
-        mean = base.weight.data[:num_base].float().mean(0, keepdim=True)
-        self.new_weight = nn.Parameter(mean.repeat(num_new, 1))
+        self.new_weight = nn.Parameter(
+            _new_rows(base.weight.data, num_base, num_new, known))
 
     @property
     def num_embeddings(self) -> int:
@@ -83,10 +103,14 @@ class ExtendedLMHead(nn.Module):
         base (nn.Linear): The LM's output projection.
         embedding (ExtendedEmbedding): The extended input embedding.
         tied (bool): Whether ``base`` shares its weight with the embedding.
+        known (bool): As for :class:`ExtendedEmbedding`. Defaults to False.
     """
 
-    def __init__(self, base: nn.Linear, embedding: ExtendedEmbedding,
-                 tied: bool) -> None:
+    def __init__(self,
+                 base: nn.Linear,
+                 embedding: ExtendedEmbedding,
+                 tied: bool,
+                 known: bool = False) -> None:
         super().__init__()
         self.tied = tied
         num_base, num_new = embedding.num_base, embedding.new_weight.shape[0]
@@ -97,13 +121,14 @@ class ExtendedLMHead(nn.Module):
         else:
             self.weight = nn.Parameter(
                 base.weight.data[:num_base], requires_grad=False)
-            mean = base.weight.data[:num_base].float().mean(0, keepdim=True)
-            self.new_weight = nn.Parameter(mean.repeat(num_new, 1))
+            self.new_weight = nn.Parameter(
+                _new_rows(base.weight.data, num_base, num_new, known))
         if has_bias:
             self.bias = nn.Parameter(
                 base.bias.data[:num_base], requires_grad=False)
-            self.new_bias = nn.Parameter(
-                torch.zeros(num_new, dtype=torch.float32))
+            new_bias = base.bias.data[num_base:num_base + num_new].float(
+            ).clone() if known else torch.zeros(num_new)
+            self.new_bias = nn.Parameter(new_bias)
         else:
             self.bias = self.new_bias = None
 

@@ -23,11 +23,15 @@ class CausalLMPretrainer(BaseModel):
     (``tokenizer=dict(pretrained=DIR)``).
 
     Args:
-        config (dict): ``model_type`` plus the kwargs of its
-            ``transformers`` config (e.g. a tiny ``llama``). The vocabulary
-            size and special token ids default to the tokenizer's.
         tokenizer (dict): ``pretrained`` (a local directory) plus
             ``AutoTokenizer.from_pretrained`` kwargs.
+        config (dict, optional): ``model_type`` plus the kwargs of its
+            ``transformers`` config (e.g. a tiny ``llama``), to train from
+            scratch. The vocabulary size and special token ids default to
+            the tokenizer's.
+        pretrained (str, optional): A local directory saved with
+            ``save_pretrained``, to train on (e.g. an earlier stage's
+            export). Give exactly one of ``config`` and ``pretrained``.
         data_preprocessor (dict, optional): mmengine's
             ``BaseDataPreprocessor`` (moves the batch to the device) by
             default. Defaults to None.
@@ -35,15 +39,28 @@ class CausalLMPretrainer(BaseModel):
     """
 
     def __init__(self,
-                 config: dict,
                  tokenizer: dict,
+                 config: Optional[dict] = None,
+                 pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.tokenizer = build_tokenizer(**tokenizer, field='model.tokenizer')
-        config = tokenizer_ids(self.tokenizer, config, 'model.config')
-        self.lm = build_causal_lm(config=config, field='model')
+        if config is not None:
+            config = tokenizer_ids(self.tokenizer, config, 'model.config')
+        self.lm = build_causal_lm(
+            pretrained=pretrained, config=config, field='model')
+        if self.lm.get_input_embeddings().num_embeddings < len(
+                self.tokenizer):
+            raise ValueError(
+                f'model.pretrained: {pretrained} has '
+                f'{self.lm.get_input_embeddings().num_embeddings} token rows,'
+                f' fewer than the tokenizer ({len(self.tokenizer)})')
+
+    def init_weights(self) -> None:
+        """Keep pretrained weights (a fresh model is initialised when
+        built, by ``transformers``)."""
 
     def forward(self,
                 inputs: torch.Tensor,

@@ -4,11 +4,16 @@ The result is a ``PreTrainedTokenizerFast`` directory that
 ``AutoTokenizer.from_pretrained`` loads, with LLaMA's conventions: it adds
 ``<s>`` (bos) in front of every text and has ``</s>`` (eos), ``<pad>`` and
 ``<unk>`` tokens. Flamingo then adds its own tokens to it
-(:func:`~mmflamingo.tokens.add_flamingo_tokens`).
+(:func:`~mmflamingo.tokens.add_flamingo_tokens`), or, with
+``flamingo_tokens=True``, the tokenizer has them from the start, as the last
+two ids, for a language model pretrained on text that already has their
+structure (chunks ended by ``<|endofchunk|>``, each opened by ``<image>``).
 """
 import os
 import os.path as osp
 from typing import Sequence, Union
+
+from mmflamingo.tokens import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 
 __all__ = ['BPE_SPECIAL_TOKENS', 'train_bpe_tokenizer']
 
@@ -22,7 +27,8 @@ BPE_SPECIAL_TOKENS = dict(
 def train_bpe_tokenizer(corpus_files: Union[str, Sequence[str]],
                         out_dir: str,
                         vocab_size: int = 1024,
-                        min_frequency: int = 2):
+                        min_frequency: int = 2,
+                        flamingo_tokens: bool = False):
     """Train a byte-level BPE tokenizer and save it with ``save_pretrained``.
 
     Args:
@@ -33,6 +39,9 @@ def train_bpe_tokenizer(corpus_files: Union[str, Sequence[str]],
             tokens included. Defaults to 1024.
         min_frequency (int): A pair is merged only if it occurs at least
             this many times. Defaults to 2.
+        flamingo_tokens (bool): End the vocabulary with ``<|endofchunk|>``
+            and ``<image>`` (in OpenFlamingo's order), counted in
+            ``vocab_size``. Defaults to False.
 
     Returns:
         PreTrainedTokenizerFast: The saved tokenizer.
@@ -47,15 +56,17 @@ def train_bpe_tokenizer(corpus_files: Union[str, Sequence[str]],
         if not osp.isfile(path):
             raise FileNotFoundError(f'corpus_files: {path!r} does not exist')
     specials = list(BPE_SPECIAL_TOKENS.values())
-    if vocab_size < len(specials) + 256:
-        raise ValueError(f'vocab_size must be at least {len(specials) + 256} '
-                         f'(special and byte tokens), got {vocab_size}')
+    extra = [END_OF_CHUNK_TOKEN, MEDIA_TOKEN] if flamingo_tokens else []
+    minimum = len(specials) + len(extra) + 256
+    if vocab_size < minimum:
+        raise ValueError(f'vocab_size must be at least {minimum} (special '
+                         f'and byte tokens), got {vocab_size}')
     tokenizer = Tokenizer(
         models.BPE(unk_token=BPE_SPECIAL_TOKENS['unk_token']))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size - len(extra),
         min_frequency=min_frequency,
         special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -70,6 +81,8 @@ def train_bpe_tokenizer(corpus_files: Union[str, Sequence[str]],
         tokenizer_object=tokenizer,
         model_input_names=['input_ids', 'attention_mask'],
         **BPE_SPECIAL_TOKENS)
+    if extra:
+        fast.add_special_tokens({'additional_special_tokens': extra})
     os.makedirs(out_dir, exist_ok=True)
     fast.save_pretrained(out_dir)
     return fast
