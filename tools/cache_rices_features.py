@@ -67,8 +67,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 @torch.no_grad()
-def compute_features(model: torch.nn.Module, dataset,
-                     batch_size: int) -> Tuple[torch.Tensor, list]:
+def compute_features(
+        model: torch.nn.Module,
+        dataset,
+        batch_size: int,
+        pipeline: Optional[list] = None) -> Tuple[torch.Tensor, list]:
     """Mean-pooled, L2-normalised vision features of every sample.
 
     Args:
@@ -76,12 +79,16 @@ def compute_features(model: torch.nn.Module, dataset,
             ``data_preprocessor`` are used).
         dataset: A dataset whose data infos have ``media`` and
             ``sample_id``.
-        batch_size (int): Images per forward.
+        batch_size (int): Media per forward.
+        pipeline (list, optional): How a medium is loaded, as the few-shot
+            evaluation loads it (``fewshot_eval.media_pipeline``, e.g.
+            ``LoadVideoFrames`` for videos). Defaults to the image pipeline.
 
     Returns:
-        tuple[Tensor, list]: ``(N, D)`` float32 features and the N ids.
+        tuple[Tensor, list]: ``(N, D)`` float32 features and the N ids; a
+        video's is the mean over its frames' patches.
     """
-    pipeline = Compose(media_pipeline(model.backbone.image_size))
+    pipeline = Compose(pipeline or media_pipeline(model.backbone.image_size))
     features, keys = [], []
     progress = ProgressBar(len(dataset))
     for start in range(0, len(dataset), batch_size):
@@ -91,8 +98,8 @@ def compute_features(model: torch.nn.Module, dataset,
             keys.append(info['sample_id'])
             packed.append(pipeline(dict(media=info['media'][:1], text='')))
         images = model.data_preprocessor(pseudo_collate(packed))['images']
-        patches = model.backbone(images)  # (B, 1, 1, P, D)
-        pooled = patches[:, 0, 0].float().mean(dim=1)  # (B, D)
+        patches = model.backbone(images)  # (B, 1, T, P, D)
+        pooled = patches[:, 0].float().mean(dim=(1, 2))  # (B, D)
         features.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
         for _ in packed:
             progress.update()
@@ -113,7 +120,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     if len(dataset) == 0:
         raise ValueError(f'the {args.split} dataset of {args.config} is '
                          'empty')
-    features, keys = compute_features(model, dataset, args.batch_size)
+    features, keys = compute_features(
+        model, dataset, args.batch_size,
+        cfg.get('fewshot_eval', {}).get('media_pipeline'))
     if args.fp16:
         features = features.half()
     save_rices_features(args.out, features, keys,

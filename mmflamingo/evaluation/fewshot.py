@@ -19,10 +19,12 @@
         max_queries=None,               # the first N queries only
         class_names=None,               # classification: the dataset's
         candidate_batch_size=100,       # class names scored per call
+        candidate_prefix='',            # e.g. ' ': names scored as ' name'
         num_permutations=1,             # demo orders averaged
         demo_group_key=None,            # e.g. 'episode': demos of the group
         cache_media=True,               # visual tokens once per image
         media_batch_size=16,            # images per vision-encoder forward
+        media_pipeline=None,            # e.g. LoadVideoFrames for videos
         media_cache_device=None)        # e.g. 'cpu' to spare GPU memory
 
 For every shot count and trial, each query gets its demos from the support
@@ -71,7 +73,7 @@ import json
 import math
 import os
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -86,6 +88,7 @@ from mmflamingo.datasets.eval_datasets import HatefulMemesDataset
 from mmflamingo.datasets.transforms import media_pipeline
 from mmflamingo.registry import DATASETS, METRICS
 from .answer_postprocess import check_answer_postprocess, postprocess_answer
+from .bootstrap import bootstrap_ci
 from .demo_selection import (RandomDemoSelector, RICESSelector,
                              load_rices_features)
 from .media_cache import VisualTokenCache
@@ -110,11 +113,13 @@ FEWSHOT_DEFAULTS: Dict[str, Any] = dict(
     answer_postprocess='openflamingo',
     class_names=None,
     candidate_batch_size=100,
+    candidate_prefix='',
     num_permutations=1,
     demo_group_key=None,
     cache_media=True,
     media_batch_size=16,
-    media_cache_device=None)
+    media_cache_device=None,
+    media_pipeline=None)
 REQUIRED_KEYS = ('task', 'support', 'query', 'metric')
 TASKS = ('caption', 'vqa', 'classification')
 
@@ -425,10 +430,11 @@ def _classify_batch(model, pipeline, eval_cfg: dict,
                 len(indices),
                 eval_cfg['num_permutations'],
                 seed=[eval_cfg['seed'] + trial, i]))
-    names = [
-        queries[i].get('multiple_choices', eval_cfg['class_names'])
-        for i in batch
-    ]
+    # the text each name is scored as: after the prompt's last character
+    names = [[
+        eval_cfg['candidate_prefix'] + name
+        for name in queries[i].get('multiple_choices', eval_cfg['class_names'])
+    ] for i in batch]
     scores = []
     for p in range(len(orders[0])):
         prompts, media = [], []
@@ -458,33 +464,38 @@ def _build_metrics(eval_cfg: dict, num_shots: int, trial: int) -> list:
 
 
 def _score_in_order(eval_cfg: dict, samples: List[tuple], num_shots: int,
-                    trial: int) -> Dict[str, float]:
+                    trial: int) -> Tuple[Dict[str, float], Dict[str, list]]:
     """Gather every process's ``(query index, metric sample)`` pairs and
-    score them in query order on rank 0; every process gets the scores."""
+    score them in query order on rank 0; every process gets the scores, and
+    the per-query scores of the metrics that are means over queries (their
+    ``sample_scores``, for confidence intervals)."""
     rank, world_size = get_dist_info()
     if world_size > 1:
         samples = [s for part in all_gather_object(samples) for s in part]
-    results: List[Optional[Dict[str, float]]] = [None]
+    results: List[Optional[tuple]] = [None]
     if rank == 0:
         ordered = [sample for _, sample in sorted(samples, key=lambda x: x[0])]
-        results[0] = {}
+        scores, sample_scores = {}, {}
         for metric in _build_metrics(eval_cfg, num_shots, trial):
             metric.process(None, ordered)
             # compute_metrics, not evaluate: the samples are gathered here
-            scores = metric.compute_metrics(metric.results)
-            if metric.prefix:
-                scores = {f'{metric.prefix}/{k}': v for k, v in scores.items()}
-            results[0].update(scores)
+            prefix = f'{metric.prefix}/' if metric.prefix else ''
+            for name, value in metric.compute_metrics(metric.results).items():
+                scores[prefix + name] = value
+            for name, values in getattr(metric, 'sample_scores', {}).items():
+                sample_scores[prefix + name] = list(values)
+        results[0] = (scores, sample_scores)
     if world_size > 1:
         broadcast_object_list(results, src=0)
     return results[0]
 
 
 @torch.no_grad()
-def _run_trial(model, pipeline, eval_cfg: dict, builder: FewShotPromptBuilder,
-               selector, support: List[dict], queries: List[dict],
-               num_shots: int, trial: int,
-               cache: Optional[VisualTokenCache]) -> Dict[str, float]:
+def _run_trial(
+    model, pipeline, eval_cfg: dict, builder: FewShotPromptBuilder, selector,
+    support: List[dict], queries: List[dict], num_shots: int, trial: int,
+    cache: Optional[VisualTokenCache]
+) -> Tuple[Dict[str, float], Dict[str, list]]:
     batch_size = eval_cfg['batch_size']
     batches = [
         range(start, min(start + batch_size, len(queries)))
@@ -561,7 +572,10 @@ def evaluate_fewshot(model: torch.nn.Module,
                 f'{shots}-shot prompts need {builder.num_demos(shots)} demos '
                 f'per query, but the support set (fewshot_eval.support) has '
                 f'only {len(support)} samples')
-    pipeline = Compose(media_pipeline(model.backbone.image_size))
+    # how each medium is loaded: images by default; videos with
+    # LoadVideoFrames, as in training
+    pipeline = Compose(eval_cfg['media_pipeline']
+                       or media_pipeline(model.backbone.image_size))
     cache = None
     if eval_cfg['cache_media']:
         cache = VisualTokenCache(
@@ -575,25 +589,17 @@ def evaluate_fewshot(model: torch.nn.Module,
         trials = []
         for trial in range(eval_cfg['num_trials']):
             selector = build_demo_selector(eval_cfg, support, queries, trial)
-            metrics = _run_trial(model, pipeline, eval_cfg, builder, selector,
-                                 support, queries, shots, trial, cache)
+            metrics, sample_scores = _run_trial(model, pipeline, eval_cfg,
+                                                builder, selector, support,
+                                                queries, shots, trial, cache)
             print_log(
                 f'{shots} shots, trial {trial}: {metrics}', logger='current')
-            trials.append(dict(seed=eval_cfg['seed'] + trial, metrics=metrics))
-        names = list(trials[0]['metrics'])
-        values = {n: [t['metrics'][n] for t in trials] for n in names}
-        results.append(
-            dict(
-                shots=shots,
-                trials=trials,
-                mean={
-                    n: float(np.mean(v))
-                    for n, v in values.items()
-                },
-                std={
-                    n: float(np.std(v))
-                    for n, v in values.items()
-                }))
+            trials.append(
+                dict(
+                    seed=eval_cfg['seed'] + trial,
+                    metrics=metrics,
+                    sample_scores=sample_scores))
+        results.append(_summarize_trials(shots, trials))
     summary = dict(
         task=task,
         demo_selection=eval_cfg['demo_selection'],
@@ -609,9 +615,32 @@ def evaluate_fewshot(model: torch.nn.Module,
     return summary
 
 
+def _summarize_trials(shots: int, trials: List[dict]) -> dict:
+    """One shot count's row: its trials, the mean and std over them and,
+    for the metrics that are means over queries, the 95% bootstrap interval
+    over queries and trials (:func:`~.bootstrap.bootstrap_ci`)."""
+    names = list(trials[0]['metrics'])
+    values = {n: [t['metrics'][n] for t in trials] for n in names}
+    return dict(
+        shots=shots,
+        trials=trials,
+        mean={
+            n: float(np.mean(v))
+            for n, v in values.items()
+        },
+        std={
+            n: float(np.std(v))
+            for n, v in values.items()
+        },
+        ci95={
+            n: list(bootstrap_ci([t['sample_scores'][n] for t in trials]))
+            for n in trials[0]['sample_scores']
+        })
+
+
 def format_markdown(summary: dict) -> str:
-    """A markdown table: one row per shot count, ``mean ± std`` per
-    metric."""
+    """A markdown table: one row per shot count, ``mean ± std`` over the
+    trials per metric, and its 95% interval where there is one."""
     names = list(summary['results'][0]['mean'])
     num_trials = len(summary['results'][0]['trials'])
     lines = [
@@ -621,7 +650,13 @@ def format_markdown(summary: dict) -> str:
         '|---:|' + '---:|' * len(names)
     ]
     for row in summary['results']:
-        cells = [f"{row['mean'][n]:.2f} ± {row['std'][n]:.2f}" for n in names]
+        cells = []
+        for n in names:
+            cell = f"{row['mean'][n]:.2f} ± {row['std'][n]:.2f}"
+            if n in row.get('ci95', {}):
+                low, high = row['ci95'][n]
+                cell += f' [{low:.1f}, {high:.1f}]'
+            cells.append(cell)
         lines.append(f"| {row['shots']} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
@@ -657,9 +692,20 @@ def _plot(summary: dict, path: str) -> Optional[str]:
     shots = [r['shots'] for r in summary['results']]
     fig, ax = plt.subplots()
     for name in summary['results'][0]['mean']:
+        means = [r['mean'][name] for r in summary['results']]
+        # the 95% interval where there is one, else the std over trials
+        # (a mean rounded as the official VQA script rounds it may lie a
+        # hair outside its interval: no negative bar)
+        errors = [
+            [max(0., m - r['ci95'][name][0]),
+             max(0., r['ci95'][name][1] -
+                 m)] if name in r.get('ci95', {}) else [r['std'][name]] * 2
+            for m, r in zip(means, summary['results'])
+        ]
         ax.errorbar(
-            shots, [r['mean'][name] for r in summary['results']],
-            yerr=[r['std'][name] for r in summary['results']],
+            shots,
+            means,
+            yerr=list(zip(*errors)),
             marker='o',
             capsize=3,
             label=name)

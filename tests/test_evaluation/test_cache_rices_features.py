@@ -3,10 +3,18 @@ import importlib.util
 import json
 import os.path as osp
 
+import numpy as np
+import pytest
 import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
 from PIL import Image
 
+from mmflamingo.apis import init_model
+from mmflamingo.datasets.transforms import (LoadVideoFrames, media_pipeline,
+                                            write_video)
 from mmflamingo.evaluation.demo_selection import load_rices_features
+from mmflamingo.registry import DATASETS
 from mmflamingo.testing import build_tiny_tokenizer, tiny_flamingo_config
 
 TOOL = osp.join(
@@ -70,3 +78,61 @@ def test_cache_rices_features(tmp_path):
     assert cache['features'].dtype == torch.float16
     torch.testing.assert_close(
         cache['features'].float(), features, atol=1e-3, rtol=0)
+
+
+def test_video_features_pool_every_frame(tmp_path, tokenizer_dir):
+    """With a video pipeline (fewshot_eval.media_pipeline) a clip's feature
+    is the L2-normalised mean of the vision encoder's patch tokens over all
+    its decoded frames, each frame encoded as an image: not its first
+    frame's."""
+    questions, annotations = [], []
+    for i in range(3):
+        frames = []
+        for t in range(3):  # a square moving right, a colour per clip
+            frame = np.full((32, 32, 3), 255, dtype=np.uint8)
+            frame[8:24, 6 * t:6 * t + 12] = [(255, 0, 0), (0, 0, 255),
+                                             (0, 160, 0)][i]
+            frames.append(frame)
+        write_video(str(tmp_path / f'{i}.mp4'), frames)
+        questions.append(dict(question_id=i, image_id=i, question='Where?'))
+        annotations.append(dict(question_id=i, answers=[dict(answer='a')]))
+    (tmp_path / 'q.json').write_text(json.dumps(dict(questions=questions)))
+    (tmp_path / 'a.json').write_text(json.dumps(dict(annotations=annotations)))
+    dataset = DATASETS.build(
+        dict(
+            type='VQADataset',
+            question_file=str(tmp_path / 'q.json'),
+            annotation_file=str(tmp_path / 'a.json'),
+            image_name='{image_id}.mp4',
+            split='train',
+            data_prefix=dict(img_path=str(tmp_path))))
+    torch.manual_seed(0)
+    model = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
+    size = model.backbone.image_size
+    pipeline = [
+        dict(type='LoadVideoFrames', num_frames=3),
+        dict(type='ResizeMedia', size=size),
+        dict(type='PackFlamingoInputs'),
+    ]
+    features, keys = load_tool().compute_features(
+        model, dataset, batch_size=2, pipeline=pipeline)
+    assert features.shape == (3, 32) and keys == [0, 1, 2]
+
+    image_pipeline = Compose(media_pipeline(size))
+    for i in range(3):
+        frames = LoadVideoFrames(num_frames=3).load(str(tmp_path / f'{i}.mp4'))
+        assert len(frames) == 3
+        tokens = []
+        for frame in frames:  # one image each: (1, 1, 1, P, D)
+            packed = image_pipeline(dict(media=[frame], text=''))
+            images = model.data_preprocessor(pseudo_collate([packed]))
+            with torch.no_grad():
+                tokens.append(model.backbone(images['images'])[0, 0, 0])
+        tokens = torch.stack(tokens)  # (T, P, D)
+        expected = torch.nn.functional.normalize(tokens.mean((0, 1)), dim=0)
+        torch.testing.assert_close(features[i], expected, rtol=1e-5, atol=1e-5)
+        first = torch.nn.functional.normalize(tokens[0].mean(0), dim=0)
+        assert (features[i] - first).abs().max() > 1e-3
+    # the default (image) pipeline cannot read a clip
+    with pytest.raises(ValueError, match=r'cannot read image .*\.mp4'):
+        load_tool().compute_features(model, dataset, batch_size=2)

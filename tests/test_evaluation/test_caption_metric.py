@@ -138,3 +138,30 @@ def test_format_only_writes_coco_results_json(tmp_path):
             'caption': 'a cat'
         },
     ]
+
+
+def test_sample_scores_are_each_images_cider_and_rouge(tokenized):
+    """After compute_metrics, sample_scores holds each image's CIDEr and
+    ROUGE-L in percent, in image order (pycocoevalcap's per-image scores,
+    CIDEr's document frequencies those of the whole set), and their means
+    are the corpus scores; BLEU-4 (a corpus statistic) has none."""
+    metric = CaptionMetric(metrics=['CIDEr', 'BLEU-4', 'ROUGE-L'])
+    metric.process(None, [
+        dict(pred_caption=p, gt_caption=r, image_id=i)
+        for i, (p, r) in enumerate(zip(PREDICTIONS, REFERENCES))
+    ])
+    with NO_SPICE:
+        scores = metric.evaluate(len(PREDICTIONS))
+    assert set(metric.sample_scores) == {'CIDEr', 'ROUGE-L'}
+    gts, res = tokenized
+    per_image = dict(
+        CIDEr=Cider().compute_score(gts, res)[1],
+        ROUGE=Rouge().compute_score(gts, res)[1])
+    for name, key in (('CIDEr', 'CIDEr'), ('ROUGE-L', 'ROUGE')):
+        values = metric.sample_scores[name]
+        assert len(values) == len(PREDICTIONS)
+        assert values == pytest.approx([100 * s for s in per_image[key]])
+        assert sum(values) / len(values) == pytest.approx(
+            scores[f'caption/{name}'])
+        # the empty prediction scores nothing, the others share words
+        assert values[3] == 0 and min(values[:3]) > 0

@@ -109,3 +109,30 @@ def test_roc_auc_errors():
     with pytest.raises(ValueError, match='pos_label 2'):
         ROCAUC(pos_label=2).process(None,
                                     [dict(pred_scores=[0., 1.], gt_label=0)])
+
+
+def test_sample_scores_are_each_samples_hit():
+    """After compute_metrics, sample_scores['accuracy/top{k}'] holds 100 for
+    each sample whose class is among its k best scores, else 0, in order;
+    their mean is the reported accuracy."""
+    scores = [
+        [-1., -2., -3., -4., -5., -6.],  # class 0 first
+        [-6., -5., -4., -3., -2., -1.],  # class 0 sixth
+        [-3., -1., -2., -9., -9., -9.],  # class 0 third
+        [-1., -1., -5., -5., -5., -5.],  # tie: class 1 second
+    ]
+    samples = [
+        dict(pred_scores=torch.tensor(s), gt_label=label)
+        for s, label in zip(scores, [0, 0, 0, 1])
+    ]
+    metric = RankClassificationMetric(topk=(1, 2, 5))
+    accuracies = _evaluate(metric, samples)
+    assert metric.sample_scores == {
+        'accuracy/top1': [100., 0., 0., 0.],
+        'accuracy/top2': [100., 0., 0., 100.],
+        'accuracy/top5': [100., 0., 100., 100.],
+    }
+    for name, values in metric.sample_scores.items():
+        assert all(isinstance(v, float) for v in values)
+        assert accuracies[f'classification/{name}'] == pytest.approx(
+            np.mean(values))

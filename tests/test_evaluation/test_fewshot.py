@@ -324,3 +324,87 @@ def test_rices_demos_reach_the_prompts(tmp_path, tokenizer_dir):
             f'shape {best} 0.')
         assert prompt.count('<image>') == 3
     assert prompts[:3] == prompts[3:]
+
+
+def answer_with(model, choose):
+    """Make ``model.predict`` answer ``choose(prompt)`` to every prompt."""
+    predict = model.predict
+
+    def answering_predict(images, data_samples, **kwargs):
+        predictions = predict(images, data_samples, **kwargs)
+        for sample, prediction in zip(data_samples, predictions):
+            prediction.pred_answer = choose(sample.text)
+        return predictions
+
+    model.predict = answering_predict
+
+
+def test_results_carry_bootstrap_intervals(tmp_path, tokenizer_dir):
+    """Each result row has ci95, the bootstrap interval over the trials'
+    per-question scores (kept with each trial): the 2 questions score 50
+    and 0 in both trials, so a replicate's mean is 0 when it draws the
+    second question twice (1 in 4), 50 when it draws the first one twice:
+    the interval is [0, 50] around the mean 25. The json and the markdown
+    table have it."""
+    datasets = vqa_datasets(tmp_path)
+    cfg = tiny_config(tokenizer_dir, 'vqa', datasets['train'], datasets['val'])
+    model = init_model(Config(cfg))
+    # 'red' is 5 of the 10 answers (records without answer ids) of each
+    # question: a 'red' record leaves out the 5 'red' ones (0 matches), the
+    # others leave 5 (accuracy 1): 0.5; 'blue' is no answer: 0
+    answer_with(
+        model, lambda p: 'red'
+        if p.endswith('shape 4? Short answer:') else 'blue')
+    work_dir = str(tmp_path / 'work_dir')
+    summary = evaluate_fewshot(model, cfg['fewshot_eval'], work_dir)
+    check_results(summary, work_dir, 'vqa/accuracy', [0, 2], 2)
+    with open(osp.join(work_dir, 'fewshot_results.md')) as f:
+        table = f.read()
+    for row in summary['results']:
+        for trial in row['trials']:
+            assert trial['sample_scores'] == {'vqa/accuracy': [50., 0.]}
+            assert trial['metrics']['vqa/accuracy'] == 25
+        assert row['mean'] == {'vqa/accuracy': 25.}
+        assert row['ci95'] == {'vqa/accuracy': [0., 50.]}
+        assert f"\n| {row['shots']} | 25.00 ± 0.00 [0.0, 50.0] |" in table
+    with open(osp.join(work_dir, 'fewshot_results.json')) as f:
+        assert json.load(f)['results'][0]['ci95'] == {
+            'vqa/accuracy': [0., 50.]
+        }
+
+
+def test_rows_are_written_when_the_rounded_mean_is_off_the_interval(
+        tmp_path, tokenizer_dir):
+    """VQA accuracies are reported rounded to 2 decimals, their interval is
+    not: every question at 4/9 gives the mean 44.44 and the interval
+    [44.44..., 44.44...] just above it. The results (the plot's error bars
+    included) are still written."""
+    datasets = vqa_datasets(tmp_path)
+    # answers 'yes', 'yes', 'no': a 'yes' record leaves 1 match (1/3), the
+    # 'no' record 2 (2/3), so 'yes' scores 4/9
+    for split in ('train', 'val'):
+        path = datasets[split]['annotation_file']
+        with open(path) as f:
+            annotations = json.load(f)
+        for ann in annotations['annotations']:
+            ann['answers'] = [
+                dict(answer=a, answer_id=j + 1)
+                for j, a in enumerate(['yes', 'yes', 'no'])
+            ]
+        write_json(path, annotations)
+    cfg = tiny_config(
+        tokenizer_dir,
+        'vqa',
+        datasets['train'],
+        datasets['val'],
+        shots=[0],
+        num_trials=1)
+    model = init_model(Config(cfg))
+    answer_with(model, lambda p: 'yes')
+    work_dir = str(tmp_path / 'work_dir')
+    summary = evaluate_fewshot(model, cfg['fewshot_eval'], work_dir)
+    row = summary['results'][0]
+    assert row['mean']['vqa/accuracy'] == 44.44
+    low, high = row['ci95']['vqa/accuracy']
+    assert low == high == pytest.approx(400 / 9)
+    assert osp.isfile(osp.join(work_dir, 'fewshot_results.png'))

@@ -3,6 +3,7 @@ a tiny ImageNet-style folder and a tiny HatefulMemes file written here."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -11,10 +12,12 @@ from mmengine.evaluator import BaseMetric
 from PIL import Image
 
 from mmflamingo.apis import init_model
-from mmflamingo.datasets.transforms import media_pipeline
+from mmflamingo.datasets.transforms import media_pipeline, write_video
 from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
                                    evaluate_fewshot)
-from mmflamingo.evaluation.fewshot import build_query_prompt, demo_orders
+from mmflamingo.evaluation.bootstrap import bootstrap_ci
+from mmflamingo.evaluation.fewshot import (build_query_prompt, demo_orders,
+                                           format_markdown)
 from mmflamingo.registry import DATASETS, METRICS
 from mmflamingo.testing import tiny_flamingo_config
 
@@ -228,3 +231,222 @@ def test_demo_orders():
     assert orders == demo_orders(3, 4, seed=0)
     assert len(demo_orders(2, 6, seed=0)) == 2
     assert demo_orders(5, 1, seed=0) == [[0, 1, 2, 3, 4]]
+
+
+def test_candidate_prefix_is_scored_before_each_name(tmp_path, model):
+    """candidate_prefix=' ' scores ' goldfish' where 'goldfish' was scored:
+    the names reach model.score with the prefix, the prompts (whose demos
+    show the support's class names) are unchanged, and the scores equal
+    those of class names written with a leading space, and model.score's
+    own scores of them."""
+    datasets = imagenet_datasets(tmp_path)
+    metric = [dict(type='RankClassificationMetric'), dict(type='RecordScores')]
+
+    def run(**kwargs):
+        RECORDED.clear()
+        scored, score = [], model.score
+
+        def recording_score(images, data_samples, **score_kwargs):
+            scored.extend((s.text, list(s.candidates)) for s in data_samples)
+            return score(images, data_samples, **score_kwargs)
+
+        model.score = recording_score
+        try:
+            evaluate_fewshot(
+                model,
+                fewshot_cfg(
+                    datasets,
+                    'train',
+                    'val',
+                    shots=[2],
+                    metric=metric,
+                    **kwargs))
+        finally:
+            del model.score
+        return list(RECORDED), scored
+
+    spaced = [' ' + name for name in CLASS_NAMES]
+    prefixed, prefixed_calls = run(candidate_prefix=' ')
+    written, written_calls = run(class_names=spaced)
+    plain, plain_calls = run()
+    assert len(prefixed) == len(written) == len(plain) == 3
+    assert [c for _, c in prefixed_calls] == [spaced] * 3
+    assert [c for _, c in plain_calls] == [CLASS_NAMES] * 3
+    assert prefixed_calls == written_calls
+    # the prefix touches the candidates only
+    assert [p for p, _ in prefixed_calls] == [p for p, _ in plain_calls]
+    for prompt, _ in prefixed_calls:
+        assert sum(
+            prompt.count(f'Output:{name}<|endofchunk|>')
+            for name in CLASS_NAMES) == 2
+        assert 'Output: ' not in prompt
+    for with_prefix, with_space, without in zip(prefixed, written, plain):
+        torch.testing.assert_close(with_prefix, with_space, rtol=0, atol=0)
+        assert not torch.allclose(with_prefix, without)
+
+    support_set = DATASETS.build(datasets['train'])
+    query_set = DATASETS.build(datasets['val'])
+    support = [support_set.get_data_info(i) for i in range(6)]
+    query = query_set.get_data_info(0)
+    selector = RandomDemoSelector(
+        6,
+        seed=0,
+        support_keys=[s['sample_id'] for s in support],
+        query_keys=[query_set.get_data_info(i)['sample_id'] for i in range(3)])
+    prompt, media, _ = build_query_prompt(
+        FewShotPromptBuilder('imagenet'), selector, support, query, 0, 2)
+    # one query with all names: another batch shape (see
+    # test_scores_match_model_score)
+    torch.testing.assert_close(
+        prefixed[0],
+        direct_scores(model, prompt, media, spaced),
+        rtol=1e-5,
+        atol=1e-5)
+
+
+def test_intervals_of_the_per_sample_metrics(tmp_path, model):
+    """A result row has a 95% interval for each metric that scores every
+    sample (the top-k accuracies), the bootstrap of the trials' per-sample
+    scores, holding the mean; ROC AUC, a statistic of the whole set, has
+    none, and its markdown cell shows none."""
+    datasets = memes_datasets(tmp_path)
+    metric = [
+        dict(type='RankClassificationMetric', topk=(1, 5)),
+        dict(type='ROCAUC')
+    ]
+    summary = evaluate_fewshot(
+        model, fewshot_cfg(datasets, 'train', 'dev', metric=metric))
+    accuracies = [
+        'classification/accuracy/top1', 'classification/accuracy/top5'
+    ]
+    for row in summary['results']:
+        assert set(row['ci95']) == set(accuracies)
+        assert 'classification/roc_auc' in row['mean']
+        for name in accuracies:
+            table = [t['sample_scores'][name] for t in row['trials']]
+            assert [len(scores) for scores in table] == [4]
+            assert all(s in (0., 100.) for s in table[0])
+            assert row['trials'][0]['metrics'][name] == pytest.approx(
+                sum(table[0]) / 4)
+            low, high = row['ci95'][name]
+            assert [low, high] == list(bootstrap_ci(table))
+            assert low <= row['mean'][name] <= high
+        # 2 classes: every sample is right at 5
+        assert row['ci95']['classification/accuracy/top5'] == [100., 100.]
+    table = format_markdown(summary)
+    for row in summary['results']:
+        line = next(line for line in table.splitlines()
+                    if line.startswith(f"| {row['shots']} | "))
+        cells = line.strip('|').split('|')[1:]
+        names = list(row['mean'])
+        for name, cell in zip(names, cells):
+            if name in row['ci95']:
+                low, high = row['ci95'][name]
+                assert cell.strip().endswith(f'[{low:.1f}, {high:.1f}]')
+            else:
+                assert '[' not in cell
+
+
+def write_moving_square(path, colour, num_frames=3, size=32):
+    """A clip of a square of ``colour`` moving right, one frame a second."""
+    frames = []
+    for t in range(num_frames):
+        frame = np.full((size, size, 3), 255, dtype=np.uint8)
+        frame[8:24, 6 * t:6 * t + 12] = colour
+        frames.append(frame)
+    write_video(str(path), frames)
+
+
+def video_datasets(tmp_path) -> dict:
+    """4 train and 2 val clips, each asked which way its square moves."""
+    datasets = {}
+    for split, ids in (('train', range(4)), ('val', range(4, 6))):
+        questions, annotations = [], []
+        for i in ids:
+            write_moving_square(tmp_path / f'{i}.mp4', COLOURS[i])
+            questions.append(
+                dict(
+                    question_id=i,
+                    image_id=i,
+                    question='Which way?',
+                    multiple_choices=['left', 'right']))
+            answer = 'right' if i % 2 else 'left'
+            annotations.append(
+                dict(
+                    question_id=i,
+                    multiple_choice_answer=answer,
+                    answers=[dict(answer=answer)] * 10))
+        for name, key, rows in (('q', 'questions', questions),
+                                ('a', 'annotations', annotations)):
+            path = tmp_path / f'{name}_{split}.json'
+            path.write_text(json.dumps({key: rows}))
+        datasets[split] = dict(
+            type='VQADataset',
+            question_file=str(tmp_path / f'q_{split}.json'),
+            annotation_file=str(tmp_path / f'a_{split}.json'),
+            image_name='{image_id}.mp4',
+            split=split,
+            data_prefix=dict(img_path=str(tmp_path)))
+    return datasets
+
+
+def test_media_pipeline_loads_video_queries(tmp_path, model):
+    """With media_pipeline (LoadVideoFrames) every clip of a prompt is 3
+    decoded frames: the scores, with and without the visual-token cache,
+    are model.score's on the prompt packed by that pipeline. The default
+    image pipeline cannot read the clips."""
+    datasets = video_datasets(tmp_path)
+    size = model.backbone.image_size
+    video_pipeline = [
+        dict(type='LoadVideoFrames', num_frames=3),
+        dict(type='ResizeMedia', size=size),
+        dict(type='PackFlamingoInputs'),
+    ]
+    cfg = fewshot_cfg(
+        datasets,
+        'train',
+        'val',
+        shots=[2],
+        prompt=dict(task='vqa'),
+        metric=[
+            dict(type='RankClassificationMetric', topk=1),
+            dict(type='RecordScores')
+        ])
+    with pytest.raises(ValueError, match=r'cannot read image .*\.mp4'):
+        evaluate_fewshot(model, cfg)
+    with pytest.raises(ValueError, match=r'cannot read image .*\.mp4'):
+        evaluate_fewshot(model, {**cfg, 'cache_media': False})
+
+    runs = []
+    for cache_media in (True, False):
+        RECORDED.clear()
+        evaluate_fewshot(model, {
+            **cfg, 'media_pipeline': video_pipeline,
+            'cache_media': cache_media
+        })
+        runs.append(list(RECORDED))
+
+    support_set = DATASETS.build(datasets['train'])
+    query_set = DATASETS.build(datasets['val'])
+    support = [support_set.get_data_info(i) for i in range(4)]
+    queries = [query_set.get_data_info(i) for i in range(2)]
+    selector = RandomDemoSelector(
+        4,
+        seed=0,
+        support_keys=[s['sample_id'] for s in support],
+        query_keys=[q['sample_id'] for q in queries])
+    builder = FewShotPromptBuilder('vqa')
+    pipeline = Compose(video_pipeline)
+    for q, query in enumerate(queries):
+        prompt, media, _ = build_query_prompt(builder, selector, support,
+                                              query, q, 2)
+        assert media[-1] == query['media'][0]
+        assert media[-1].endswith(f"{query['image_id']}.mp4")
+        data = model.data_preprocessor(
+            pseudo_collate([pipeline(dict(media=media, text=prompt))]), False)
+        assert data['images'].shape == (1, 3, 3, 3, size, size)
+        data['data_samples'][0].candidates = ['left', 'right']
+        expected = model.score(data['images'],
+                               data['data_samples'])[0].pred_scores
+        for run in runs:
+            torch.testing.assert_close(run[q], expected, rtol=1e-5, atol=1e-5)

@@ -291,3 +291,36 @@ def test_format_only_writes_evalai_json(tmp_path):
             'answer': 'yes'
         },
     ]
+
+
+def test_sample_scores_are_each_questions_accuracy():
+    """After compute_metrics, sample_scores['accuracy'] holds each
+    question's accuracy in percent, in order, unrounded; their mean is the
+    reported accuracy up to its rounding to 2 decimals."""
+    metric = VQAAccuracy()
+    samples = [
+        dict(
+            pred_answer='2',
+            gt_answer=vqav2_records(['two'] * 2 + ['3'] * 8),
+            question_id=1,
+            answer_type='number'),  # 0.6
+        dict(pred_answer='yes', gt_answer=['yes'] * 10, question_id=2),  # 1
+        dict(pred_answer='no', gt_answer=['yes'] * 10, question_id=3),  # 0
+        # 'Yes' and 'yes' are normalised and leave each other out: 2 / 9
+        dict(
+            pred_answer='yes',
+            gt_answer=vizwiz_records(['Yes', 'yes', 'no']),
+            question_id=4),
+    ]
+    scores = _evaluate(metric, samples)
+    assert set(metric.sample_scores) == {'accuracy'}
+    assert metric.sample_scores['accuracy'] == pytest.approx(
+        [60., 100., 0., 100 * 2 / 9])
+    mean = sum(metric.sample_scores['accuracy']) / len(samples)
+    assert scores['vqa/accuracy'] == round_half_away(mean, 2)
+    assert scores['vqa/accuracy'] != mean  # 45.5555...: rounded
+    assert abs(scores['vqa/accuracy'] - mean) <= 0.005
+    # a second run scores its own questions only
+    metric = VQAAccuracy()
+    _evaluate(metric, samples[2:3])
+    assert metric.sample_scores == {'accuracy': [0.]}

@@ -8,7 +8,7 @@ Stanford CoreNLP, which fails offline. The tokenizer and METEOR run Java.
 import importlib.util
 import os.path as osp
 import shutil
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmengine
 from mmengine.evaluator import BaseMetric
@@ -51,23 +51,31 @@ def _check_requirements() -> None:
             'PATH. Install one, e.g. `apt-get install default-jre-headless`.')
 
 
+# the metrics whose corpus score is the mean of the per-image scores
+# (CIDEr-D's document frequencies are the corpus's in both)
+PER_IMAGE_METRICS = ('CIDEr', 'ROUGE-L')
+
+
 def _score(name: str, gts: Dict[int, List[str]],
-           res: Dict[int, List[str]]) -> float:
-    """The corpus score of one of :data:`_SCORERS` on tokenised captions."""
+           res: Dict[int, List[str]]) -> Tuple[float, Optional[list]]:
+    """The corpus score of one of :data:`_SCORERS` on tokenised captions,
+    and, for :data:`PER_IMAGE_METRICS`, each image's."""
     if name == 'CIDEr':
         from pycocoevalcap.cider.cider import Cider
-        return Cider().compute_score(gts, res)[0]
+        score, scores = Cider().compute_score(gts, res)
+        return score, list(scores)
     if name == 'BLEU-4':
         from pycocoevalcap.bleu.bleu import Bleu
-        return Bleu(4).compute_score(gts, res, verbose=0)[0][3]
+        return Bleu(4).compute_score(gts, res, verbose=0)[0][3], None
     if name == 'METEOR':
         from pycocoevalcap.meteor.meteor import Meteor
         meteor = Meteor()  # a Java process, ended when deleted
         score = meteor.compute_score(gts, res)[0]
         del meteor
-        return score
+        return score, None
     from pycocoevalcap.rouge.rouge import Rouge
-    return Rouge().compute_score(gts, res)[0]
+    score, scores = Rouge().compute_score(gts, res)
+    return score, list(scores)
 
 
 def _json_id(image_id):
@@ -90,7 +98,9 @@ class CaptionMetric(BaseMetric):
     The predictions and references are tokenised together by pycocoevalcap's
     ``PTBTokenizer`` (lowercased, punctuation removed) and scored over the
     whole set (CIDEr's document frequencies come from the references of the
-    evaluated set, as in the COCO evaluation).
+    evaluated set, as in the COCO evaluation). After :meth:`compute_metrics`,
+    ``sample_scores`` holds each image's CIDEr and ROUGE-L (whose means are
+    the corpus scores), for confidence intervals.
 
     Args:
         metrics (Sequence[str]): What to report, among 'CIDEr', 'BLEU-4',
@@ -185,10 +195,14 @@ class CaptionMetric(BaseMetric):
         tokens = PTBTokenizer().tokenize(captions)
         res = {i: tokens[('res', i)] for i in range(len(results))}
         gts = {i: tokens[('gts', i)] for i in range(len(results))}
-        return {
-            name: 100 * float(_score(name, gts, res))
-            for name in self.metrics
-        }
+        metrics, self.sample_scores = {}, {}
+        for name in self.metrics:
+            score, scores = _score(name, gts, res)
+            metrics[name] = 100 * float(score)
+            if scores is not None:
+                # in image order: the scorers go through the keys in order
+                self.sample_scores[name] = [100 * float(x) for x in scores]
+        return metrics
 
     def _dump(self, results: List[dict]) -> None:
         if any(r['image_id'] is None for r in results):

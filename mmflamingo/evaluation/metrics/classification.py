@@ -43,7 +43,9 @@ class RankClassificationMetric(BaseMetric):
     class is among the k highest scores; tied scores rank the lower class
     index first. With fewer than k classes every sample is right at k.
 
-    Reports ``accuracy/top{k}`` for each k, in percent.
+    Reports ``accuracy/top{k}`` for each k, in percent. After
+    :meth:`compute_metrics`, ``sample_scores`` holds each sample's (100 or
+    0, their mean is the accuracy), for confidence intervals.
 
     Args:
         topk (int | Sequence[int]): The k's. Defaults to ``(1, 5)``.
@@ -91,9 +93,13 @@ class RankClassificationMetric(BaseMetric):
             dict[str, float]: ``accuracy/top{k}`` in percent.
         """
         ranks = np.array([r['rank'] for r in results])
-        return {
-            f'accuracy/top{k}': 100 * float(np.mean(ranks < k))
+        self.sample_scores = {
+            f'accuracy/top{k}': (100. * (ranks < k)).tolist()
             for k in self.topk
+        }
+        return {
+            name: float(np.mean(scores))
+            for name, scores in self.sample_scores.items()
         }
 
 

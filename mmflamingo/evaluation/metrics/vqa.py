@@ -394,7 +394,9 @@ class VQAAccuracy(BaseMetric):
 
     Reports ``accuracy`` (and ``accuracy/<answer_type>``), in percent,
     rounded to 2 decimals as the official script does
-    (:func:`summarize_vqa_accuracy`).
+    (:func:`summarize_vqa_accuracy`). After :meth:`compute_metrics`,
+    ``sample_scores['accuracy']`` holds each question's accuracy in percent
+    (unrounded; their mean is ``accuracy``), for confidence intervals.
 
     Args:
         format_only (bool): Only write the answers to
@@ -475,6 +477,7 @@ class VQAAccuracy(BaseMetric):
         accs = [
             vqa_accuracy(r['pred_answer'], r['gt_answer']) for r in results
         ]
+        self.sample_scores = {'accuracy': [100 * acc for acc in accs]}
         return summarize_vqa_accuracy(accs,
                                       [r['answer_type'] for r in results])
 
