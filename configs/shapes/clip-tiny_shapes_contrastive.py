@@ -35,8 +35,7 @@ model = dict(
 # no flips: the captions say "left" and "right"
 train_dataloader = dict(
     batch_size=64,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type='KarpathyCaptionDataset',
@@ -59,8 +58,10 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         custom_keys={'logit_scale': dict(decay_mult=0.0)}))
-max_iters = 300
-warmup_iters = 30
+# 300 steps left its features poor at telling the shape types apart (a
+# linear probe of its mean-pooled patch tokens: 50%); 1,500 give 82%
+max_iters = 1500
+warmup_iters = 100
 param_scheduler = [
     dict(
         type='LinearLR',

@@ -1,18 +1,28 @@
-"""The words of the shapes world: captions, questions, names, documents.
+"""The words of the shapes world: captions, questions, answers, names.
+
+One convention holds in every text of the world, whether a training document,
+the language model's corpus or an evaluation prompt: whatever follows a
+colon (a caption after ``Output:``, an answer after ``Short answer:``) starts
+with a space, so a word is the same token wherever it appears (``' red'`` in
+a caption and after ``Short answer:``, ``' kazu'`` in every episode).
 
 Captions name the shapes in the scene's canonical order (left to right, then
 top to bottom); the first of an image's five references is the canonical
 phrasing, the one few-shot demos show, and the others vary it (sizes or
 positions left out, "there is", a count) so that CIDEr rewards the right
 content in the right words. Questions ask about colour, shape, count,
-position and existence; answers are one word or a number. Sentences of the
-interleaved documents look like OpenFlamingo's few-shot prompts
-(``Output:...``, ``Question:... Short answer:...``), so that what Flamingo
-learns from them transfers to the evaluation prompts.
+position and existence.
 
-The in-context binding task names shape types with invented words: two
-consonant-vowel syllables (``kazu``, ``bimo``) that are never a word used
-elsewhere in the world, handed out once each by :class:`NameGenerator`.
+**Answer styles.** A document answers its questions in one of two styles,
+``'short'`` (``' 2'``, ``' left'``, the VQA benchmark's) or ``'long'``
+(``' two'``, ``' on the left'``), chosen per document, as web pages differ;
+the benchmark's conventions are then something the demos of a few-shot
+prompt teach (one demo of any question type shows the style).
+
+**Names.** The in-context binding task names shape types with invented
+words: two consonant-vowel syllables (``kazu``, ``bimo``) that are never a
+word used elsewhere in the world, handed out once each by
+:class:`NameGenerator`.
 """
 import random
 import re
@@ -46,6 +56,8 @@ NEAR_ANSWERS = {
 }
 NUM_ANSWERS = 10
 NEAR_ANSWER_PROB = 0.1
+QUESTION_TYPES = ('colour', 'shape', 'count', 'position', 'exists')
+ANSWER_STYLES = ('short', 'long')
 
 COLOUR_QUESTION = 'What colour is the {noun}?'
 SHAPE_BY_POSITION_QUESTION = 'What shape is {position}?'
@@ -56,23 +68,33 @@ COUNT_SHAPE_QUESTION = 'How many {plural} are there?'
 POSITION_QUESTION = 'Where is the {colour} {shape}?'
 EXISTS_QUESTION = 'Is there {article} {colour} {shape}?'
 BINDING_QUESTION = 'What is this called?'
-QA_SENTENCE = 'Question:{question} Short answer:{answer}'
-CAPTION_SENTENCE = 'Output:{caption}'
-INTRO_SENTENCE = 'this is {article} {name}.'
+SHAPE_QUESTION = 'What shape is this?'
+MOTION_QUESTION = 'Which way does the {shape} move?'
+QA_SENTENCE = 'Question: {question} Short answer: {answer}'
+CAPTION_SENTENCE = 'Output: {caption}'
+# the evaluation prompts' templates: the demo's sentence, and the query's,
+# which ends where the answer or caption goes
+QA_PROMPT = 'Question: {question} Short answer:'
+CAPTION_PROMPT = 'Output:'
+DESCRIBED_SENTENCE = '{description} {sentence}'
 TITLES = ('some pictures of shapes.', 'here are a few shapes.',
           'pictures and what they show.')
 THERE_IS = 'there is {caption}'
 COUNTED = '{count} {shapes}: {caption}'
 VIDEO_CAPTION = '{article} {colour} {shape} {motion}.'
+LONG_COLOUR = 'it is {answer}'
+LONG_EXISTS = {'yes': 'there is one', 'no': 'there is none'}
 
 CONSONANTS = 'bdfgklmnprstvz'
 VOWELS = 'aeiou'
 
 __all__ = [
-    'BINDING_QUESTION', 'NUM_ANSWERS', 'NameGenerator', 'binding_sentence',
-    'caption_references', 'canonical_caption', 'qa_sentence', 'scene_sentence',
-    'title_sentence', 'tokenize', 'video_caption', 'vqa_answers',
-    'vqa_questions', 'world_vocabulary'
+    'ANSWER_STYLES', 'BINDING_QUESTION', 'NUM_ANSWERS', 'QUESTION_TYPES',
+    'SHAPE_QUESTION', 'NameGenerator', 'article', 'binding_sentence',
+    'caption_references', 'caption_sentence', 'canonical_caption',
+    'document_styles', 'motion_question', 'qa_sentence', 'shape_sentence',
+    'styled_answer', 'syllable_words', 'title_sentence', 'tokenize',
+    'video_caption', 'vqa_answers', 'vqa_questions', 'world_vocabulary'
 ]
 
 
@@ -81,7 +103,8 @@ def tokenize(text: str) -> List[str]:
     return re.findall(r'[a-z0-9]+', text.lower())
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
+    """``'a'`` or ``'an'``, as English puts it before ``word``."""
     return 'an' if word[0] in 'aeiou' else 'a'
 
 
@@ -101,7 +124,7 @@ def _describe(scene: Scene, size: bool = True, position: bool = True) -> str:
     phrases = []
     for s in scene:
         words = ([s.size] if size else []) + [s.colour, s.shape]
-        phrase = f'{_article(words[0])} {" ".join(words)}'
+        phrase = f'{article(words[0])} {" ".join(words)}'
         if position:
             phrase += ' ' + POSITION_PHRASES[s.position]
         phrases.append(phrase)
@@ -154,8 +177,9 @@ def vqa_questions(scene: Scene, rng: random.Random,
 
     Returns:
         list[tuple]: ``(question, answer, question_type, answer_type)``;
-        the types are ``colour``/``shape``/``count``/``position``/
-        ``exists`` and VQA's ``other``/``number``/``yes/no``.
+        the answer is in the short style, the types are
+        ``colour``/``shape``/``count``/``position``/``exists`` and VQA's
+        ``other``/``number``/``yes/no``.
     """
     candidates = []
     for s in scene:
@@ -184,9 +208,40 @@ def vqa_questions(scene: Scene, rng: random.Random,
     colour, shape = _asked(scene, rng)
     present = any((s.colour, s.shape) == (colour, shape) for s in scene)
     candidates.append((EXISTS_QUESTION.format(
-        article=_article(colour), colour=colour,
+        article=article(colour), colour=colour,
         shape=shape), 'yes' if present else 'no', 'exists', 'yes/no'))
     return rng.sample(candidates, min(num, len(candidates)))
+
+
+def document_styles(rng: random.Random) -> Dict[str, str]:
+    """The answer style of each question type in one document: one style,
+    drawn once, for all types (a document keeps one convention)."""
+    return dict.fromkeys(QUESTION_TYPES, rng.choice(ANSWER_STYLES))
+
+
+def styled_answer(answer: str, question_type: str, style: str) -> str:
+    """A short-style answer in ``style``.
+
+    ``'short'`` leaves it as it is; ``'long'`` gives ``'it is red'``,
+    ``'a circle'``, ``'two'``, ``'on the left'``, ``'there is one'`` /
+    ``'there is none'``.
+    """
+    if style not in ANSWER_STYLES:
+        raise ValueError(f'style must be one of {ANSWER_STYLES}, got '
+                         f'{style!r}')
+    if style == 'short':
+        return answer
+    if question_type == 'colour':
+        return LONG_COLOUR.format(answer=answer)
+    if question_type == 'shape':
+        return f'{article(answer)} {answer}'
+    if question_type == 'count':
+        return COUNT_WORDS[int(answer)]
+    if question_type == 'position':
+        return POSITION_PHRASES[answer]
+    if question_type == 'exists':
+        return LONG_EXISTS[answer]
+    raise ValueError(f'unknown question type {question_type!r}')
 
 
 def vqa_answers(answer: str, rng: random.Random) -> List[str]:
@@ -205,28 +260,9 @@ def qa_sentence(question: str, answer: str) -> str:
     return QA_SENTENCE.format(question=question, answer=answer)
 
 
-def scene_sentence(scene: Scene, style: str, rng: random.Random) -> str:
-    """What an interleaved document says about an image of a scene.
-
-    Args:
-        scene (Scene): The image's scene.
-        style (str): ``'caption'``: ``Output:`` and the canonical caption
-            (the captioning prompt); ``'vqa'``: a question and its answer
-            (the VQA prompt); ``'plain'``: a random reference caption.
-        rng (random.Random): The random stream.
-
-    Returns:
-        str: The sentence.
-    """
-    if style == 'caption':
-        return CAPTION_SENTENCE.format(caption=canonical_caption(scene))
-    if style == 'vqa':
-        question, answer, _, _ = vqa_questions(scene, rng, 1)[0]
-        return qa_sentence(question, answer)
-    if style == 'plain':
-        return rng.choice(caption_references(scene))
-    raise ValueError(f"unknown style {style!r}; expected 'caption', 'vqa' "
-                     "or 'plain'")
+def caption_sentence(caption: str) -> str:
+    """A caption as the captioning few-shot prompt writes it."""
+    return CAPTION_SENTENCE.format(caption=caption)
 
 
 def title_sentence(rng: random.Random) -> str:
@@ -234,18 +270,28 @@ def title_sentence(rng: random.Random) -> str:
     return rng.choice(TITLES)
 
 
-def binding_sentence(name: str, introduce: bool) -> str:
-    """``'this is a kazu.'`` or, as the binding prompt asks it,
-    ``'Question:What is this called? Short answer:kazu'``."""
-    if introduce:
-        return INTRO_SENTENCE.format(article=_article(name), name=name)
+def binding_sentence(name: str) -> str:
+    """``'Question: What is this called? Short answer: kazu'``: how an
+    episode names the shape of an image, in its demos and its queries."""
     return qa_sentence(BINDING_QUESTION, name)
+
+
+def shape_sentence(shape: str) -> str:
+    """``'Question: What shape is this? Short answer: circle'``: a
+    single-shape image asked its type."""
+    return qa_sentence(SHAPE_QUESTION, shape)
+
+
+def motion_question(shape: str) -> str:
+    """``'Which way does the circle move?'``: a video's question, answered
+    by a direction (``'left'``, ``'right'``, ``'up'``, ``'down'``)."""
+    return MOTION_QUESTION.format(shape=shape)
 
 
 def video_caption(colour: str, shape: str, direction: str) -> str:
     """E.g. ``'a red circle moves to the right.'``."""
     return VIDEO_CAPTION.format(
-        article=_article(colour),
+        article=article(colour),
         colour=colour,
         shape=shape,
         motion=DIRECTION_PHRASES[direction])
@@ -256,18 +302,35 @@ def world_vocabulary() -> Set[str]:
     texts = [
         COLOUR_QUESTION, SHAPE_BY_POSITION_QUESTION, SHAPE_BY_COLOUR_QUESTION,
         COUNT_QUESTION, COUNT_COLOUR_QUESTION, COUNT_SHAPE_QUESTION,
-        POSITION_QUESTION, EXISTS_QUESTION, BINDING_QUESTION, QA_SENTENCE,
-        CAPTION_SENTENCE, INTRO_SENTENCE, THERE_IS, COUNTED, VIDEO_CAPTION,
-        *TITLES, *POSITION_PHRASES.values(), *DIRECTION_PHRASES.values(),
-        *COUNT_WORDS, *PLURALS.values(), *NEAR_ANSWERS.values(), *SHAPES,
-        *COLOURS, *SIZES, *POSITIONS, *DIRECTIONS, 'a an and shape shapes',
-        'yes no'
+        POSITION_QUESTION, EXISTS_QUESTION, BINDING_QUESTION, SHAPE_QUESTION,
+        MOTION_QUESTION, QA_SENTENCE, CAPTION_SENTENCE, THERE_IS, COUNTED,
+        VIDEO_CAPTION, LONG_COLOUR, *LONG_EXISTS.values(), *TITLES,
+        *POSITION_PHRASES.values(), *DIRECTION_PHRASES.values(), *COUNT_WORDS,
+        *PLURALS.values(), *NEAR_ANSWERS.values(), *SHAPES, *COLOURS, *SIZES,
+        *POSITIONS, *DIRECTIONS, 'a an and shape shapes', 'yes no'
     ]
     words = set()
     for text in texts:
         words.update(tokenize(re.sub(r'\{\w+\}', ' ', text)))
     words.update(_plural(shape) for shape in SHAPES)
     return words
+
+
+def _syllables() -> List[str]:
+    return [c + v for c in CONSONANTS for v in VOWELS]
+
+
+def syllable_words(rng: random.Random, num: int) -> List[str]:
+    """``num`` random three-syllable words (``kazubi``).
+
+    Text for the tokenizer to learn syllables from: a name has two
+    syllables, so no name is ever one of these words, and every name, seen
+    in training or not, is split into the same kind of pieces.
+    """
+    syllables = _syllables()
+    return [
+        ''.join(rng.choice(syllables) for _ in range(3)) for _ in range(num)
+    ]
 
 
 class NameGenerator:
@@ -283,13 +346,20 @@ class NameGenerator:
     """
 
     def __init__(self, rng: random.Random) -> None:
-        syllables = [c + v for c in CONSONANTS for v in VOWELS]
+        syllables = _syllables()
         vocabulary = world_vocabulary()
         self._names = [
             a + b for a in syllables for b in syllables
             if b[-1] != 'e' and a + b not in vocabulary
         ]
         rng.shuffle(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def take_all(self) -> List[str]:
+        """Every name not given yet."""
+        return self.take(len(self))
 
     def take(self, num: int) -> List[str]:
         """``num`` names never given before.

@@ -6,18 +6,31 @@ Layout (see :func:`write_shapes_world`)::
     captions/karpathy_shapes.json   train: training scenes; test: held out
     vqa/{train,val}_{questions,annotations}.json
     binding/{train,val}_{questions,annotations}.json
+    videoqa/{train,val}_{questions,annotations}.json
     interleaved/docs.jsonl          scene documents and binding episodes
     pairs.jsonl                     one caption per training scene
-    videos/<id>.mp4, videos.jsonl   a shape crossing the frame
-    text/corpus.txt                 the training text, one document a line
+    videos/<id>.mp4, videos.jsonl   a shape crossing the frame, its texts
+    text/corpus.txt                 the tokenizer's text: every sentence
+    text/lm_world.json              what the language model's text is made
+                                    of: training scenes and training names
     world.json                      seed, scale, counts, completeness
 
-Held-out data: the caption test images and the VQA val images are scenes
-whose content (shapes, colours, sizes, positions) no training scene has, so
-in practice they have two or three shapes; the binding val episodes, their
-images and their names appear in no training file. Question ids are unique
-across all four question files, so that a query is never mistaken for a
-support sample.
+**Held out.** The caption test images and the VQA val images are scenes
+whose content (shapes, colours, sizes, positions) no training scene has; the
+binding val episodes, their images and their names appear in no training
+file (their names are set aside before any other name is handed out); the
+val videos show (shape, colour, direction) combinations no training video
+shows. Question ids are unique across all question files, so that a query
+is never mistaken for a support sample.
+
+**Documents** have the structure of the evaluation prompts: 3 to 9 images
+(an 8-shot prompt and its query have 9), each followed by its caption
+(``Output: ...``), a question and its answer (``Question: ... Short answer:
+...``) or a reference caption, the answers of a document in its own style
+per question type (:mod:`.language`). A binding episode is a document of 6
+to 9 single-shape images of 3 or 4 shape types, each type named by a name
+of the training pool drawn for that episode alone, so only the episode's
+own earlier images tell which name is which.
 """
 import json
 import os
@@ -30,13 +43,15 @@ from PIL import Image
 
 from mmflamingo.datasets.transforms.video import write_video
 from .language import (BINDING_QUESTION, NUM_ANSWERS, NameGenerator,
-                       binding_sentence, caption_references, qa_sentence,
-                       scene_sentence, title_sentence, tokenize, video_caption,
-                       vqa_answers, vqa_questions)
-from .scenes import (DIRECTIONS, SHAPES, Scene, Shape, render_scene,
+                       binding_sentence, caption_references, caption_sentence,
+                       document_styles, motion_question, qa_sentence,
+                       shape_sentence, styled_answer, syllable_words,
+                       title_sentence, tokenize, video_caption, vqa_answers,
+                       vqa_questions)
+from .scenes import (COLOURS, DIRECTIONS, SHAPES, Scene, Shape, render_scene,
                      render_video, sample_scene, sample_shape, scene_key)
 
-__all__ = ['SCALES', 'write_shapes_world']
+__all__ = ['SCALES', 'VERSION', 'lm_world', 'write_shapes_world']
 
 # how much of everything each scale writes
 SCALES: Dict[str, dict] = dict(
@@ -44,33 +59,44 @@ SCALES: Dict[str, dict] = dict(
         train_scenes=24,
         caption_test=6,
         vqa_val_scenes=5,
-        scene_docs=6,
-        binding_train=4,
+        scene_docs=8,
+        binding_pool=20,
+        binding_train=6,
         binding_val=3,
-        videos=4),
+        videos=12,
+        video_val=4),
     default=dict(
         train_scenes=4000,
         caption_test=300,
         vqa_val_scenes=250,
-        scene_docs=1500,
-        binding_train=500,
-        binding_val=60,
-        videos=200),
+        scene_docs=3000,
+        binding_pool=1000,
+        binding_train=3000,
+        binding_val=120,
+        videos=1200,
+        video_val=400),
 )
-VERSION = 2
+VERSION = 3
 VQA_PER_SCENE = 2
-DOC_IMAGES = (3, 6)  # images of a scene document: at least, at most
-DOC_STYLES = ('caption', 'vqa', 'plain', 'mixed')
-# how often a scene document has each style: mostly question-answer pairs,
-# whose grounding the captions alone teach too slowly
-DOC_STYLE_WEIGHTS = (2, 5, 1, 2)
+DOC_IMAGES = (3, 9)  # images of a scene document: at least, at most
+DOC_KINDS = ('caption', 'vqa', 'mixed')
+# how often a scene document has each kind: mostly question-answer pairs,
+# whose answers are a token or two where a caption has a dozen
+DOC_KIND_WEIGHTS = (2, 5, 3)
+CHUNK_KINDS = ('caption', 'vqa', 'plain')  # the chunks of a mixed document
 TITLE_PROB = 0.3
 MATCHED_SIM = 0.3
 EPISODE_TYPES = (3, 4)  # shape types (= names) of a binding episode
-EPISODE_DOC_IMAGES = 6  # a training episode: one document of 6 images
+EPISODE_DOC_IMAGES = (6, 9)  # a training episode's images
 MIN_EPISODE_DEMOS = 8  # a val episode's support: enough for 8 shots
+# how often a training episode asks an image's shape rather than its name:
+# the answer is then read off the image itself, which teaches the
+# cross-attention what the language model needs to tell the names apart
+SHAPE_QUESTION_PROB = 0.3
 EPISODE_QUERIES = 4
 NUM_FRAMES = 8
+# (shape, colour, direction) combinations kept for the val videos
+HELD_OUT_VIDEO_COMBOS = 24
 MAX_TRIES = 1000
 
 
@@ -92,6 +118,11 @@ def _dump_lines(path: str, rows: Iterable) -> None:
                      for row in rows)
 
 
+def scene_to_json(scene: Scene) -> List[list]:
+    """A scene as ``[[shape, colour, size, position], ...]``."""
+    return [[s.shape, s.colour, s.size, s.position] for s in scene]
+
+
 class _World:
     """Everything the world says, built in memory before it is written."""
 
@@ -106,17 +137,20 @@ class _World:
         self.pairs: List[dict] = []
         self.videos: Dict[str, Tuple[Shape, str]] = {}  # shape, direction
         self.video_rows: List[dict] = []
-        self.corpus: List[str] = []
+        self.tokenizer_text: List[str] = []
         self._next_question_id = 0
         self._next_sentence_id = 0
-        self.names = NameGenerator(_rng(seed, 'names'))
+        names = NameGenerator(_rng(seed, 'names'))
+        # the val episodes' names first: no training text can hold them
+        self.val_names = names.take(max(EPISODE_TYPES) * scale['binding_val'])
+        self.train_names = names.take(len(names))
 
     def add_image(self, scene: Scene) -> int:
         image_id = len(self.scenes)
         self.scenes[image_id] = scene
         return image_id
 
-    def add_question(self, file: str, image_id: int, question: str,
+    def add_question(self, file: str, image_id, question: str,
                      answers: List[str], question_type: str, answer_type: str,
                      **extra) -> None:
         """Add a question of ``file`` (``'vqa_train'``, ...) and its
@@ -162,17 +196,12 @@ class _World:
                 ]))
         return references
 
-    def add_vqa(self, file: str, image_id: int,
-                rng: random.Random) -> List[Tuple[str, str]]:
-        """Questions of ``file`` about an image; returns the
-        ``(question, answer)`` pairs."""
-        asked = []
+    def add_vqa(self, file: str, image_id: int, rng: random.Random) -> None:
+        """Questions of ``file`` about an image, short-style answers."""
         for question, answer, qtype, atype in vqa_questions(
                 self.scenes[image_id], rng, VQA_PER_SCENE):
             self.add_question(file, image_id, question,
                               vqa_answers(answer, rng), qtype, atype)
-            asked.append((question, answer))
-        return asked
 
     # ------------------------------------------------------------ parts
     def build_scenes(self) -> None:
@@ -183,10 +212,10 @@ class _World:
             refs = self.add_caption_image(sample_scene(rng), 'train')
             self.train_ids.append(image_id)
             self.pairs.append(
-                dict(image=f'{image_id}.png', caption=rng.choice(refs)))
-            asked = self.add_vqa('vqa_train', image_id, rng)
-            self.corpus.append(' '.join(refs))
-            self.corpus.append(' '.join(qa_sentence(q, a) for q, a in asked))
+                dict(
+                    image=f'{image_id}.png',
+                    caption=caption_sentence(rng.choice(refs))))
+            self.add_vqa('vqa_train', image_id, rng)
         seen = {scene_key(self.scenes[i]) for i in self.train_ids}
         for _ in range(self.scale['caption_test']):
             self.add_caption_image(self._held_out(rng, seen), 'test')
@@ -203,38 +232,59 @@ class _World:
         raise RuntimeError(f'no unseen scene in {MAX_TRIES} tries: too '
                            'many training scenes')
 
+    def _scene_chunk(self, image_id: int, kind: str, styles: Dict[str, str],
+                     rng: random.Random) -> str:
+        """What a document says after an image of a training scene."""
+        scene = self.scenes[image_id]
+        if kind == 'caption':
+            return caption_sentence(caption_references(scene)[0])
+        if kind == 'plain':
+            return rng.choice(caption_references(scene))
+        question, answer, qtype, _ = vqa_questions(scene, rng, 1)[0]
+        return qa_sentence(question, styled_answer(answer, qtype,
+                                                   styles[qtype]))
+
     def build_scene_docs(self) -> None:
         rng = _rng(self.seed, 'docs')
         for _ in range(self.scale['scene_docs']):
             ids = rng.sample(self.train_ids, rng.randint(*DOC_IMAGES))
-            style = rng.choices(DOC_STYLES, DOC_STYLE_WEIGHTS)[0]
-            sentences = [title_sentence(rng)] if (rng.random()
-                                                  < TITLE_PROB) else []
+            kind = rng.choices(DOC_KINDS, DOC_KIND_WEIGHTS)[0]
+            styles = document_styles(rng)
+            sentences = [title_sentence(rng)] if rng.random() < TITLE_PROB \
+                else []
             image_info = []
             for image_id in ids:
-                image_style = rng.choice(
-                    DOC_STYLES[:-1]) if style == 'mixed' else style
-                image_info.append(
-                    dict(
-                        image_name=f'{image_id}.png',
-                        matched_text_index=len(sentences),
-                        matched_sim=MATCHED_SIM))
+                chunk = rng.choice(CHUNK_KINDS) if kind == 'mixed' else kind
+                image_info.append(self._image_entry(image_id, len(sentences)))
                 sentences.append(
-                    scene_sentence(self.scenes[image_id], image_style, rng))
+                    self._scene_chunk(image_id, chunk, styles, rng))
             self.add_doc(sentences, image_info)
 
-    def add_doc(self, sentences: List[str], image_info: List[dict]) -> None:
-        self.docs.append(dict(text_list=sentences, image_info=image_info))
-        self.corpus.append(' '.join(sentences))
+    @staticmethod
+    def _image_entry(image_id: int, sentence: int) -> dict:
+        return dict(
+            image_name=f'{image_id}.png',
+            matched_text_index=sentence,
+            matched_sim=MATCHED_SIM)
 
-    def _episode(self, rng: random.Random) -> Tuple[List[str], List[str]]:
-        """A binding episode's shape types and their fresh names."""
-        types = rng.sample(SHAPES, rng.choice(EPISODE_TYPES))
-        return types, self.names.take(len(types))
+    def add_doc(self,
+                sentences: List[str],
+                image_info: List[dict],
+                names: Tuple[str, ...] = ()) -> None:
+        """A document; the tokenizer's text gets its sentences, without
+        the ``names`` (no name becomes a token of its own)."""
+        self.docs.append(dict(text_list=sentences, image_info=image_info))
+        text = ' '.join(sentences)
+        for name in names:
+            text = text.replace(f' {name}', '')
+        self.tokenizer_text.append(text)
+
+    def _binding_image(self, shape: str, rng: random.Random) -> int:
+        return self.add_image((sample_shape(rng, shape=shape), ))
 
     def _binding_sample(self, file: str, episode: str, shape: str, name: str,
-                        names: List[str], rng: random.Random) -> int:
-        image_id = self.add_image((sample_shape(rng, shape=shape), ))
+                        names: List[str], rng: random.Random) -> None:
+        image_id = self._binding_image(shape, rng)
         self.add_question(
             file,
             image_id,
@@ -243,33 +293,36 @@ class _World:
             'other',
             episode=episode,
             multiple_choices=names)
-        return image_id
 
     def build_binding(self) -> None:
         rng = _rng(self.seed, 'binding')
-        for e in range(self.scale['binding_train']):
-            episode = f'train{e:04d}'
-            types, names = self._episode(rng)
-            # names introduced next to images, then asked about again
-            introduce = rng.random() < 0.5
-            sentences, image_info, named = [], [], set()
-            for _ in range(EPISODE_DOC_IMAGES):
+        # single-shape training images, shared by the training episodes
+        pool = {
+            shape: [
+                self._binding_image(shape, rng)
+                for _ in range(self.scale['binding_pool'] // len(SHAPES))
+            ]
+            for shape in SHAPES
+        }
+        for _ in range(self.scale['binding_train']):
+            types = rng.sample(SHAPES, rng.choice(EPISODE_TYPES))
+            names = rng.sample(self.train_names, len(types))
+            sentences, image_info = [], []
+            for _ in range(rng.randint(*EPISODE_DOC_IMAGES)):
                 k = rng.randrange(len(types))
-                image_id = self._binding_sample('binding_train', episode,
-                                                types[k], names[k], names, rng)
                 image_info.append(
-                    dict(
-                        image_name=f'{image_id}.png',
-                        matched_text_index=len(sentences),
-                        matched_sim=MATCHED_SIM))
+                    self._image_entry(
+                        rng.choice(pool[types[k]]), len(sentences)))
+                # some images are asked their shape instead of their name
                 sentences.append(
-                    binding_sentence(names[k], introduce
-                                     and names[k] not in named))
-                named.add(names[k])
-            self.add_doc(sentences, image_info)
+                    shape_sentence(types[k]) if rng.random() <
+                    SHAPE_QUESTION_PROB else binding_sentence(names[k]))
+            self.add_doc(sentences, image_info, tuple(names))
+        val_names = iter(self.val_names)
         for e in range(self.scale['binding_val']):
             episode = f'val{e:04d}'
-            types, names = self._episode(rng)
+            types = rng.sample(SHAPES, rng.choice(EPISODE_TYPES))
+            names = [next(val_names) for _ in types]
             per_type = -(-MIN_EPISODE_DEMOS // len(types))
             for k in [k for k in range(len(types)) for _ in range(per_type)]:
                 self._binding_sample('binding_train', episode, types[k],
@@ -280,16 +333,75 @@ class _World:
                 self._binding_sample('binding_val', episode, types[k],
                                      names[k], names, rng)
 
+    def _video(self, rng: random.Random, combos: List[tuple]) -> str:
+        shape, colour, direction = rng.choice(combos)
+        clip = sample_shape(rng, shape=shape)
+        clip = Shape(clip.shape, colour, clip.size, clip.position, clip.dx,
+                     clip.dy)
+        name = f'{len(self.videos)}.mp4'
+        self.videos[name] = (clip, direction)
+        return name
+
     def build_videos(self) -> None:
         rng = _rng(self.seed, 'videos')
-        for i in range(self.scale['videos']):
-            shape = sample_shape(rng)
-            direction = rng.choice(sorted(DIRECTIONS))
-            caption = video_caption(shape.colour, shape.shape, direction)
-            name = f'{i}.mp4'
-            self.videos[name] = (shape, direction)
-            self.video_rows.append(dict(video=name, caption=caption))
-            self.corpus.append(caption)
+        combos = [(s, c, d) for s in SHAPES for c in sorted(COLOURS)
+                  for d in sorted(DIRECTIONS)]
+        held_out = rng.sample(combos, HELD_OUT_VIDEO_COMBOS)
+        seen = [c for c in combos if c not in held_out]
+        self.video_combos = seen
+        for _ in range(self.scale['videos']):
+            name = self._video(rng, seen)
+            clip, direction = self.videos[name]
+            caption = video_caption(clip.colour, clip.shape, direction)
+            question = motion_question(clip.shape)
+            # each training clip with its caption and its question
+            for text in (caption_sentence(caption),
+                         qa_sentence(question, direction)):
+                self.video_rows.append(dict(video=name, caption=text))
+                self.tokenizer_text.append(text)
+            self.add_question('videoqa_train',
+                              osp.splitext(name)[0], question,
+                              [direction] * NUM_ANSWERS, 'motion', 'other')
+        for _ in range(self.scale['video_val']):
+            name = self._video(rng, held_out)
+            clip, direction = self.videos[name]
+            self.add_question('videoqa_val',
+                              osp.splitext(name)[0],
+                              motion_question(clip.shape),
+                              [direction] * NUM_ANSWERS, 'motion', 'other')
+
+    def build_tokenizer_text(self) -> None:
+        """What the tokenizer learns its merges from, besides the
+        documents: every caption and question, and syllable words."""
+        rng = _rng(self.seed, 'tokenizer')
+        for entry in self.karpathy:
+            if entry['split'] == 'train':
+                self.tokenizer_text.append(' '.join(
+                    s['raw'] for s in entry['sentences']))
+        for question in self.questions['vqa_train']:
+            self.tokenizer_text.append(question['question'])
+        # each pair of syllables a few times at most, so that no name, a
+        # pair, becomes a token (with min_frequency 10, see the recipe)
+        for _ in range(len(self.karpathy) // 4):
+            self.tokenizer_text.append(' '.join(syllable_words(rng, 12)))
+
+    def lm_world(self) -> dict:
+        """The training scenes, names and video (shape, colour,
+        direction) combinations the LM's text is made of."""
+        return dict(
+            scenes=[scene_to_json(self.scenes[i]) for i in self.train_ids],
+            names=self.train_names,
+            video_combos=[list(c) for c in self.video_combos])
+
+
+def lm_world(seed: int = 0, scale: str = 'default') -> dict:
+    """What ``text/lm_world.json`` of the world of ``seed`` and ``scale``
+    holds (its training scenes, names and video combinations), made in
+    memory without writing anything."""
+    world = _World(seed, SCALES[scale])
+    world.build_scenes()
+    world.build_videos()
+    return world.lm_world()
 
 
 def _paths(root: str) -> Dict[str, str]:
@@ -302,8 +414,9 @@ def _paths(root: str) -> Dict[str, str]:
         docs=osp.join(root, 'interleaved', 'docs.jsonl'),
         pairs=osp.join(root, 'pairs.jsonl'),
         video_pairs=osp.join(root, 'videos.jsonl'),
-        corpus=osp.join(root, 'text', 'corpus.txt'))
-    for task in ('vqa', 'binding'):
+        corpus=osp.join(root, 'text', 'corpus.txt'),
+        lm_world=osp.join(root, 'text', 'lm_world.json'))
+    for task in ('vqa', 'binding', 'videoqa'):
         for split in ('train', 'val'):
             for kind in ('questions', 'annotations'):
                 paths[f'{task}_{split}_{kind}'] = osp.join(
@@ -334,8 +447,8 @@ def write_shapes_world(root: str,
     ``world.json``) are removed first, and ``world.json`` is written last,
     with ``complete: true``, so an interrupted run is redone. Its
     ``counts`` are the images, the caption images per split, the questions
-    per question file (``vqa_train``, ..., ``binding_val``), the binding
-    episodes, documents, pairs, videos and corpus lines.
+    per question file (``vqa_train``, ..., ``videoqa_val``), the binding
+    episodes, documents, pairs, videos and the tokenizer's text lines.
 
     Args:
         root (str): The world's directory (created).
@@ -351,7 +464,8 @@ def write_shapes_world(root: str,
     Returns:
         dict: The paths, keyed ``root``, ``manifest``, ``images``,
         ``videos``, ``captions``, ``docs``, ``pairs``, ``video_pairs``,
-        ``corpus`` and ``{vqa,binding}_{train,val}_{questions,annotations}``.
+        ``corpus``, ``lm_world`` and
+        ``{vqa,binding,videoqa}_{train,val}_{questions,annotations}``.
     """
     if scale not in SCALES:
         raise ValueError(f'scale must be one of {tuple(SCALES)}, got '
@@ -373,10 +487,11 @@ def write_shapes_world(root: str,
     world.build_scene_docs()
     world.build_binding()
     world.build_videos()
+    world.build_tokenizer_text()
 
     _write_media(world, paths, progress)
     _dump(paths['captions'], dict(images=world.karpathy))
-    for task in ('vqa', 'binding'):
+    for task in ('vqa', 'binding', 'videoqa'):
         for split in ('train', 'val'):
             key = f'{task}_{split}'
             _dump(
@@ -396,7 +511,8 @@ def write_shapes_world(root: str,
     _dump_lines(paths['docs'], world.docs)
     _dump_lines(paths['pairs'], world.pairs)
     _dump_lines(paths['video_pairs'], world.video_rows)
-    _dump_lines(paths['corpus'], world.corpus)
+    _dump_lines(paths['corpus'], world.tokenizer_text)
+    _dump(paths['lm_world'], world.lm_world())
 
     splits = [e['split'] for e in world.karpathy]
     counts = dict(
@@ -412,7 +528,8 @@ def write_shapes_world(root: str,
         docs=len(world.docs),
         pairs=len(world.pairs),
         videos=len(world.videos),
-        corpus_lines=len(world.corpus))
+        video_pairs=len(world.video_rows),
+        corpus_lines=len(world.tokenizer_text))
     _dump(paths['manifest'], dict(wanted, counts=counts, complete=True))
     return paths
 

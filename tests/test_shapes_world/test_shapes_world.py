@@ -17,7 +17,9 @@ from mmflamingo.registry import DATASETS
 from mmflamingo.shapes_world import (COLOURS, SHAPES, NameGenerator, Shape,
                                      render_scene, world_vocabulary,
                                      write_shapes_world)
+from mmflamingo.shapes_world.language import BINDING_QUESTION, SHAPE_QUESTION
 from mmflamingo.shapes_world.scenes import BACKGROUND, POSITIONS, SIZES
+from mmflamingo.shapes_world.writer import scene_to_json
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PIPELINE = [
@@ -70,7 +72,8 @@ def test_deterministic_by_seed(world, tmp_path):
     assert read_tree(again['root']) == files
     assert any(name.endswith('.mp4') for name in files)
     differs = read_tree(other['root'])
-    for key in ('captions', 'docs', 'corpus', 'binding_val_questions'):
+    for key in ('captions', 'docs', 'corpus', 'binding_val_questions',
+                'lm_world', 'videoqa_val_questions'):
         name = osp.relpath(world[key], world['root'])
         assert differs[name] != files[name], name
     assert differs['images/0.png'] != files['images/0.png']
@@ -107,7 +110,11 @@ def test_real_datasets_read_every_file(world, tokenizer_dir):
         dataset = build(dict(captions, split=split))
         assert len(dataset) == counts[f'caption_{split}'] > 0
         assert len(dataset[0]['captions']) == 5
-    for task in ('vqa', 'binding'):
+    media = dict(
+        vqa=('{image_id}.png', 'images'),
+        binding=('{image_id}.png', 'images'),
+        videoqa=('{image_id}.mp4', 'videos'))
+    for task, (image_name, folder) in media.items():
         for split in ('train', 'val'):
             dataset = build(
                 dict(
@@ -116,8 +123,8 @@ def test_real_datasets_read_every_file(world, tokenizer_dir):
                     question_file=f'{task}/{split}_questions.json',
                     annotation_file=f'{task}/{split}_annotations.json',
                     split=split,
-                    image_name='{image_id}.png',
-                    data_prefix=dict(img_path='images')))
+                    image_name=image_name,
+                    data_prefix=dict(img_path=folder)))
             assert len(dataset) == counts[f'{task}_{split}'] > 0
             sample = dataset[0]
             assert len(sample['answers']) == 10
@@ -131,7 +138,7 @@ def test_real_datasets_read_every_file(world, tokenizer_dir):
             data_prefix=dict(img_path='images'),
             tokenizer=tokenizer,
             max_tokens=512,
-            max_num_images=6,
+            max_num_images=9,
             min_image_bytes=0,
             single_image_drop_prob=0.0,
             test_mode=True,
@@ -165,7 +172,7 @@ def test_real_datasets_read_every_file(world, tokenizer_dir):
                 dict(type='LoadVideoFrames', num_frames=4, fps=0.5),
                 dict(type='PackFlamingoInputs', meta_keys=['source']),
             ]))
-    assert len(videos) == counts['videos']
+    assert len(videos) == counts['video_pairs']
     assert videos[0]['inputs'][0].shape == (4, 3, 64, 64)
 
 
@@ -207,15 +214,70 @@ def test_query_splits_are_held_out(world):
         for q in support if q['episode'] in val_episodes
     }
     assert held_out and not held_out & trained_images
-    corpus = open(world['corpus'], encoding='utf-8').read()
+    # as words: the tokenizer's syllable words have three syllables, names two
+    corpus = set(
+        re.findall(r'[a-z]+',
+                   open(world['corpus'], encoding='utf-8').read()))
+    docs = set(
+        re.findall(r'[a-z]+',
+                   open(world['docs'], encoding='utf-8').read()))
+    lm_world = load(world['lm_world'])
+    trained_names = set(lm_world['names'])
     for q in load(world['binding_val_questions'])['questions']:
         for name in q['multiple_choices']:
-            assert name not in corpus
+            assert name not in corpus and name not in docs
+            assert name not in trained_names
+    # the LM's text is made of training scenes only
+    assert {str(s)
+            for s in lm_world['scenes']
+            } == {str(scene_to_json(scene))
+                  for scene in _train_scenes(world)}
+    # val videos show combinations no training video shows
+    val_videos = {
+        q['image_id']
+        for q in load(world['videoqa_val_questions'])['questions']
+    }
+    train_videos = {
+        row['video'].split('.')[0]
+        for row in load(world['video_pairs'])
+    }
+    assert val_videos and not val_videos & train_videos
+    combos = {tuple(c) for c in lm_world['video_combos']}
+    for q, ann in zip(
+            load(world['videoqa_val_questions'])['questions'],
+            load(world['videoqa_val_annotations'])['annotations']):
+        shape = re.fullmatch(r'Which way does the (\w+) move\?',
+                             q['question']).group(1)
+        colour = _video_colour(world, q['image_id'])
+        assert (shape, colour, ann['multiple_choice_answer']) not in combos
     ids = [
         q['question_id'] for key in world if key.endswith('_questions')
         for q in load(world[key])['questions']
     ]
     assert len(ids) == len(set(ids))
+
+
+def _train_scenes(world):
+    """The scenes of the training captions, parsed back from the first
+    reference."""
+    scenes = []
+    for entry in load(world['captions'])['images']:
+        if entry['split'] != 'train':
+            continue
+        phrases = PHRASE.findall(entry['sentences'][0]['raw'])
+        scenes.append(
+            tuple(
+                Shape(shape, colour, size, position)
+                for size, colour, shape, position in phrases))
+    return scenes
+
+
+def _video_colour(world, video_id):
+    with av.open(osp.join(world['videos'], f'{video_id}.mp4')) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format='rgb24')
+    mask = np.abs(frame.astype(int) - BACKGROUND).sum(-1) > 150
+    ys, xs = np.nonzero(mask)
+    return nearest_colour(frame[int(ys.mean()), int(xs.mean())])
 
 
 def test_binding_episodes(world):
@@ -252,6 +314,32 @@ def test_binding_episodes(world):
             assert episode.setdefault(names[q['question_id']], shape) == shape
     for names in shape_of.values():
         assert len(set(names.values())) == len(names)
+
+
+SHORT_ANSWERS = {*COLOURS, *SHAPES, *POSITIONS, 'yes', 'no', *'0123'}
+
+
+def answer_styles(texts):
+    """The styles of the scene answers (not binding's) in ``texts``."""
+    styles = set()
+    for text in texts:
+        for question, answer in re.findall(
+                r'Question: ([^?]*\?) Short answer: ([^<.]*?)(?=<|$)', text):
+            if question in (BINDING_QUESTION, SHAPE_QUESTION):
+                continue
+            styles.add('short' if answer in SHORT_ANSWERS else 'long')
+    return styles
+
+
+def test_documents_keep_one_answer_style(world):
+    """A document answers every question type in one style, so one demo of
+    any type shows a few-shot prompt's convention."""
+    seen = set()
+    for doc in load(world['docs']):
+        styles = answer_styles(doc['text_list'])
+        assert len(styles) <= 1, doc['text_list']
+        seen |= styles
+    assert seen == {'short', 'long'}
 
 
 def _shape_type(image: np.ndarray) -> str:
@@ -327,9 +415,24 @@ def test_vqa_answers_describe_the_pixels(world):
 
 def test_videos_move_as_captioned(world):
     rows = load(world['video_pairs'])
+    motions = {
+        'to the right': 'right',
+        'to the left': 'left',
+        'up': 'up',
+        'down': 'down'
+    }
+    checked = set()
     for row in rows:
-        colour, motion = re.match(r'an? (\w+) \w+ moves (.*)\.',
-                                  row['caption']).groups()
+        caption = re.fullmatch(r'Output: an? (\w+) (\w+) moves (.*)\.',
+                               row['caption'])
+        question = re.fullmatch(
+            r'Question: Which way does the (\w+) move\? Short answer: '
+            r'(\w+)', row['caption'])
+        assert caption or question, row
+        if caption:
+            colour, direction = caption.group(1), motions[caption.group(3)]
+        else:
+            colour, direction = None, question.group(2)
         with av.open(osp.join(world['videos'], row['video'])) as container:
             frames = [
                 f.to_ndarray(format='rgb24') for f in container.decode(video=0)
@@ -340,17 +443,20 @@ def test_videos_move_as_captioned(world):
             mask = np.abs(frame.astype(int) - BACKGROUND).sum(-1) > 150
             ys, xs = np.nonzero(mask)
             centres.append((xs.mean(), ys.mean()))
-            assert nearest_colour(frame[int(ys.mean()),
-                                        int(xs.mean())]) == colour
+            if colour is not None:
+                assert nearest_colour(frame[int(ys.mean()),
+                                            int(xs.mean())]) == colour
         dx = centres[-1][0] - centres[0][0]
         dy = centres[-1][1] - centres[0][1]
         expected = {
-            'to the right': dx > 30,
-            'to the left': dx < -30,
+            'right': dx > 30,
+            'left': dx < -30,
             'up': dy < -30,
             'down': dy > 30
         }
-        assert expected[motion] and min(abs(dx), abs(dy)) < 3, row
+        assert expected[direction] and min(abs(dx), abs(dy)) < 3, row
+        checked.add(bool(caption))
+    assert checked == {True, False}
 
 
 def test_names_are_fresh():

@@ -94,6 +94,18 @@ def shapes_tokenizer(shapes_root, tmp_path_factory):
     return out_dir
 
 
+@pytest.fixture(scope='session')
+def recipe_world(tmp_path_factory):
+    """The recipe's own tiny world and a tokenizer with the Flamingo tokens
+    (what the LM stages read): ``(root, tokenizer directory)``."""
+    from mmflamingo.shapes_world import write_shapes_world as write_world
+    root = str(tmp_path_factory.mktemp('recipe_world'))
+    paths = write_world(root, seed=0, scale='tiny')
+    out_dir = osp.join(root, 'tokenizer')
+    train_bpe_tokenizer(paths['corpus'], out_dir, flamingo_tokens=True)
+    return root, out_dir
+
+
 def _run_train(config: str, work_dir: str,
                options: Sequence[str]) -> List[dict]:
     """Run ``tools/train.py`` on ``config`` with ``--cfg-options``; assert it

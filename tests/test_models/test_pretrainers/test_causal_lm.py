@@ -136,18 +136,52 @@ def test_save_pretrained_is_flamingos_lm_and_tokenizer(shapes_tokenizer,
     torch.testing.assert_close(logits[..., :len(model.tokenizer)], expected)
 
 
-def test_config_trains_and_exports_with_tools_train(shapes_root,
-                                                    shapes_tokenizer,
-                                                    run_train, tmp_path):
+def test_trains_on_from_a_pretrained_directory(shapes_tokenizer, tmp_path):
+    """``pretrained=``: the next stage starts from an export, exactly."""
+    model = build_model(shapes_tokenizer).eval()
     out_dir = str(tmp_path / 'hf')
-    rows = run_train('configs/shapes/llama-tiny_shapes_lm.py', str(tmp_path), [
+    model.save_pretrained(out_dir)
+    again = MODELS.build(
+        dict(
+            type='CausalLMPretrainer',
+            pretrained=out_dir,
+            tokenizer=dict(pretrained=out_dir))).eval()
+    again.init_weights()  # keeps the pretrained weights
+    ids = model.tokenizer(['a red circle.'], return_tensors='pt')['input_ids']
+    with torch.no_grad():
+        assert torch.equal(again(ids), model(ids))
+    with pytest.raises(
+            ValueError, match='config.*pretrained|pretrained.*'
+            'config'):
+        MODELS.build(
+            dict(
+                type='CausalLMPretrainer',
+                config=LM_CFG,
+                pretrained=out_dir,
+                tokenizer=dict(pretrained=out_dir)))
+
+
+def test_config_trains_and_exports_with_tools_train(recipe_world, run_train,
+                                                    tmp_path):
+    """The recipe's two LM stages: copy rows from scratch, then the world's
+    text from that export."""
+    shapes_root, shapes_tokenizer = recipe_world
+    data = [
         f'train_dataloader.dataset.data_root={shapes_root}',
         f'model.tokenizer.pretrained={shapes_tokenizer}',
         f'train_dataloader.dataset.tokenizer.pretrained={shapes_tokenizer}',
-        f'custom_hooks.0.out_dir={out_dir}', 'train_cfg.max_iters=3',
-        'train_dataloader.batch_size=4'
-    ])
-    assert [row['iter'] for row in rows] == [1, 2, 3]
+        'train_cfg.max_iters=3', 'train_dataloader.batch_size=4'
+    ]
+    previous = None
+    for stage in ('lm-induction', 'lm'):
+        out_dir = str(tmp_path / stage / 'hf')
+        options = data + [f'custom_hooks.0.out_dir={out_dir}']
+        if previous:
+            options.append(f'model.pretrained={previous}')
+        rows = run_train(f'configs/shapes/llama-tiny_shapes_{stage}.py',
+                         str(tmp_path / stage), options)
+        assert [row['iter'] for row in rows] == [1, 2, 3]
+        previous = out_dir
     assert all(row['loss'] > 0 for row in rows)
     cfg = tiny_flamingo_config(out_dir, cross_attn_every_n_layers=2)
     cfg['head']['lm'] = dict(pretrained=out_dir)
