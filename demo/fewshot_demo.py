@@ -6,9 +6,10 @@ Example:
                 demo/demo_shapes_2.png 'a small blue square.' \
         --query demo/demo_shapes.png
 
-The prompt is OpenFlamingo's captioning prompt (``<image>Output:{caption}
-<|endofchunk|>`` per demo, then ``<image>Output:``). Or give the interleaved
-prompt and its media yourself:
+The prompt is the model config's ``fewshot_prompt`` (the shapes world's:
+``<image>Output: {caption}<|endofchunk|>`` per demo, then ``<image>Output:``),
+or else OpenFlamingo's captioning prompt. Or give the interleaved prompt and
+its media yourself:
 
     python demo/fewshot_demo.py CONFIG --media a.png b.png c.png \
         --prompt '<image>Output: a cat.<|endofchunk|><image>Output: a dog.<|endofchunk|><image>Output:'
@@ -17,7 +18,7 @@ MODEL is a model name (see model-index.yml; weights made by
 `bash tools/run_shapes_recipe.sh`) or a config file.
 """  # noqa: E501
 import argparse
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from mmengine.config import DictAction
 from mmengine.runner import set_random_seed
@@ -71,14 +72,19 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def build_prompt(demos: List[str], query: str) -> Tuple[str, List[str]]:
-    """The captioning prompt of ``IMAGE CAPTION ...`` demos and a query."""
+def build_prompt(demos: List[str],
+                 query: str,
+                 prompt: Optional[dict] = None) -> Tuple[str, List[str]]:
+    """The captioning prompt of ``IMAGE CAPTION ...`` demos and a query:
+    ``prompt`` (the model config's ``fewshot_prompt``, FewShotPromptBuilder
+    kwargs) or OpenFlamingo's."""
     samples = [
         dict(media=[image], caption=caption)
         for image, caption in zip(demos[::2], demos[1::2])
     ]
-    return FewShotPromptBuilder('caption').build(
-        dict(media=[query]), samples, num_shots=len(samples))
+    builder = FewShotPromptBuilder(**prompt) if prompt else \
+        FewShotPromptBuilder('caption')
+    return builder.build(dict(media=[query]), samples, num_shots=len(samples))
 
 
 def main() -> None:
@@ -90,7 +96,8 @@ def main() -> None:
         device=args.device,
         cfg_options=args.cfg_options)
     if args.demos is not None:
-        prompt, media = build_prompt(args.demos, args.query)
+        prompt, media = build_prompt(args.demos, args.query,
+                                     model.cfg.get('fewshot_prompt'))
     else:
         prompt, media = args.prompt, args.media
     overrides = {

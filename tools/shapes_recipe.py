@@ -2,26 +2,32 @@
 shapes world: ``python tools/shapes_recipe.py`` (or, from a fresh clone,
 ``bash tools/run_shapes_recipe.sh``, which sets up the environment first).
 
-Stages, each reusing its output when a previous run finished it:
+Flamingo bridges two pretrained parts, a vision encoder and an in-context
+learning language model. In the miniature they are a tiny CLIP and a tiny
+LLaMA trained on the world, shipped in ``checkpoints/shapes/{vision,lm}``;
+``--from-scratch`` makes them again. Stages, each reusing its output when a
+previous run finished it:
 
-0. the world (``tools/misc/make_shapes_world.py``) and a byte-level BPE
-   tokenizer trained on its text (``tools/misc/train_bpe_tokenizer.py``);
-1. a tiny CLIP trained contrastively from scratch
-   (``configs/shapes/clip-tiny_shapes_contrastive.py``): Flamingo's frozen
-   vision encoder;
-2. a tiny LLaMA trained on the world's text
-   (``configs/shapes/llama-tiny_shapes_lm.py``): Flamingo's frozen LM;
-3. Flamingo on the mixture of interleaved documents, pairs and videos, loss
-   weights 1.0 / 0.2 / 0.03
-   (``configs/shapes/flamingo-tiny_shapes_mixture.py``),
-   published to ``flamingo-tiny_shapes.pth``;
-4. few-shot evaluation on held-out scenes at 0/4/8 shots, random and RICES
-   demos: captioning (CIDEr), VQA (VQA accuracy) and the in-context binding
-   task (accuracy; chance is 1 / the names of an episode).
+0. the world (``tools/misc/make_shapes_world.py``);
+1. ``--from-scratch`` only: a byte-level BPE tokenizer of the world's text
+   (with ``<image>`` and ``<|endofchunk|>``), a tiny CLIP trained
+   contrastively (``configs/shapes/clip-tiny_shapes_contrastive.py``) and a
+   tiny LLaMA trained first to copy random spans (its induction heads,
+   ``configs/shapes/llama-tiny_shapes_lm-induction.py``), then on the
+   world's text (``configs/shapes/llama-tiny_shapes_lm.py``);
+2. the LM's probes (:mod:`mmflamingo.shapes_world.probes`): copying,
+   text-only binding and reading, on held-out text;
+3. Flamingo on the mixture of interleaved documents, pairs and videos
+   (``configs/shapes/flamingo-tiny_shapes_mixture.py``), seeded with
+   ``--train-seed``, published to ``flamingo-tiny_shapes.pth``;
+4. few-shot evaluation on held-out data, random and RICES demos:
+   captioning (CIDEr), VQA (VQA accuracy), in-context binding (accuracy;
+   chance is 1 / the names of an episode) and video question answering.
 
 Every stage is the real tool (``tools/train.py``, ``tools/test.py``,
 ``tools/cache_rices_features.py``) on a config, run in this process to pay
-the import time once. The results table is printed and written with a
+the import time once. The results table (means over trials with 95%
+bootstrap intervals over queries and trials) is printed and written with a
 score-vs-shots plot to ``WORK_DIR/results.{md,json,png}``.
 
 ``--quick`` runs every stage for a few iterations on a tiny world (for
@@ -32,18 +38,30 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import shutil
 import sys
 import time
 from typing import Callable, Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# task -> (config, headline metric)
 TASKS = dict(
     caption=('configs/shapes/flamingo-tiny_shapes_fewshot-caption.py',
              'caption/CIDEr'),
     vqa=('configs/shapes/flamingo-tiny_shapes_fewshot-vqa.py', 'vqa/accuracy'),
     binding=('configs/shapes/flamingo-tiny_shapes_fewshot-binding.py',
-             'classification/accuracy/top1'))
+             'classification/accuracy/top1'),
+    video=('configs/shapes/flamingo-tiny_shapes_fewshot-video.py',
+           'vqa/accuracy'))
 SELECTIONS = ('random', 'rices')
+SHIPPED = dict(
+    vision=osp.join('checkpoints', 'shapes', 'vision'),
+    lm=osp.join('checkpoints', 'shapes', 'lm'))
+# a pair of tokens is merged only if it occurs this often in the world's
+# text: the syllables of the names do, no pair of them (a name) does
+MIN_MERGE_FREQUENCY = 10
+STAGES = ('world', 'tokenizer', 'vision', 'lm-induction', 'lm', 'flamingo',
+          'eval')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -54,6 +72,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--work-dir', default='work_dirs/shapes', help='where stages write')
     parser.add_argument('--seed', type=int, default=0, help='world seed')
     parser.add_argument(
+        '--train-seed',
+        type=int,
+        default=0,
+        help="seed of Flamingo's training (initialisation, data order)")
+    parser.add_argument(
+        '--from-scratch',
+        action='store_true',
+        help='train the vision encoder and the LM too, instead of using '
+        f'the shipped ones ({SHIPPED["vision"]}, {SHIPPED["lm"]})')
+    parser.add_argument(
+        '--export-pretrained',
+        action='store_true',
+        help='with --from-scratch: copy the trained vision encoder and LM '
+        'over the shipped ones')
+    parser.add_argument(
         '--quick',
         action='store_true',
         help='a few iterations per stage on a tiny world (tests)')
@@ -61,9 +94,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--redo',
         nargs='+',
         default=[],
-        choices=['world', 'tokenizer', 'vision', 'lm', 'flamingo', 'eval'],
+        choices=list(STAGES),
         help='run these stages even if finished (later stages too)')
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='overrides of the Flamingo training config, as tools/train.py '
+        'takes them (e.g. train_cfg.max_iters=2000)')
+    args = parser.parse_args(argv)
+    if args.export_pretrained and not args.from_scratch:
+        parser.error('--export-pretrained needs --from-scratch')
+    return args
 
 
 def load_tool(path: str):
@@ -90,40 +133,53 @@ class Recipe:
         self.paths = dict(
             tokenizer=osp.join(self.work, 'tokenizer'),
             vision=osp.join(self.work, 'vision', 'hf'),
+            lm_induction=osp.join(self.work, 'lm-induction', 'hf'),
             lm=osp.join(self.work, 'lm', 'hf'),
             flamingo=osp.join(self.work, 'flamingo'),
             checkpoint=osp.join(self.work, 'flamingo',
                                 'flamingo-tiny_shapes.pth'),
             rices=osp.join(self.work, 'rices'),
             eval=osp.join(self.work, 'eval'))
+        if not args.from_scratch:
+            self.paths.update(SHIPPED)
 
     # ------------------------------------------------------------ helpers
     def options(self, stage: str) -> List[str]:
         """``--cfg-options`` pointing a stage at this run's paths."""
         p, d = self.paths, self.data
-        opts = dict(
-            vision=[
+        dataset = 'train_dataloader.dataset'
+        opts = {
+            'vision': [
                 f'model.tokenizer.pretrained={p["tokenizer"]}',
-                f'train_dataloader.dataset.data_root={d}',
+                f'{dataset}.data_root={d}',
                 f'custom_hooks.0.out_dir={p["vision"]}',
             ],
-            lm=[
+            'lm-induction': [
                 f'model.tokenizer.pretrained={p["tokenizer"]}',
-                f'train_dataloader.dataset.data_root={d}',
-                f'train_dataloader.dataset.tokenizer.pretrained='
-                f'{p["tokenizer"]}',
+                f'{dataset}.data_root={d}',
+                f'{dataset}.tokenizer.pretrained={p["tokenizer"]}',
+                f'custom_hooks.0.out_dir={p["lm_induction"]}',
+            ],
+            'lm': [
+                f'model.tokenizer.pretrained={p["tokenizer"]}',
+                f'model.pretrained={p["lm_induction"]}',
+                f'{dataset}.data_root={d}',
+                f'{dataset}.tokenizer.pretrained={p["tokenizer"]}',
                 f'custom_hooks.0.out_dir={p["lm"]}',
             ],
-            flamingo=self.model_options() + [
+            'flamingo':
+            self.model_options() + [
+                f'randomness.seed={self.args.train_seed}',
+                *self.args.cfg_options,
+            ] + [
                 f'train_dataloader.datasets.{name}.dataset.{key}'
                 for name in ('interleaved', 'pairs', 'video')
                 for key in (f'data_root={d}',
                             f'tokenizer.pretrained={p["lm"]}')
             ],
-        )[stage]
+        }[stage]
         if self.args.quick:
-            iters = dict(vision=4, lm=4, flamingo=4)[stage]
-            opts += [f'train_cfg.max_iters={iters}']
+            opts += ['train_cfg.max_iters=4']
         return opts
 
     def model_options(self) -> List[str]:
@@ -141,12 +197,18 @@ class Recipe:
             f'fewshot_eval.rices_support_features={rices}_support.pth',
             f'fewshot_eval.rices_query_features={rices}_query.pth',
         ]
+        if selection == 'rices':
+            # RICES picks the same demos in every trial
+            opts.append('fewshot_eval.num_trials=1')
         for split in ('support', 'query'):
             opts.append(f'fewshot_eval.{split}.data_root={self.data}')
         for key in ('rices_dataset', 'rices_query_dataset'):
             opts.append(f'{key}.data_root={self.data}')
         if self.args.quick:
-            opts += ['fewshot_eval.max_queries=4', 'fewshot_eval.shots=[0,2]']
+            opts += [
+                'fewshot_eval.max_queries=4', 'fewshot_eval.shots=[0,2]',
+                'fewshot_eval.num_trials=1'
+            ]
         return opts
 
     def stage(self, name: str, done: Callable[[], bool],
@@ -159,9 +221,8 @@ class Recipe:
             self.timings[name] = time.perf_counter() - start
             print(f'=== {name}: {self.timings[name]:.0f} s ===', flush=True)
             # a redone stage makes the later ones stale
-            order = ['world', 'tokenizer', 'vision', 'lm', 'flamingo', 'eval']
-            if name in order:
-                self.redo.update(order[order.index(name) + 1:])
+            if name in STAGES:
+                self.redo.update(STAGES[STAGES.index(name) + 1:])
         else:
             print(f'=== stage: {name}: finished before, reused ===')
 
@@ -196,7 +257,10 @@ class Recipe:
         self.stage(
             'tokenizer', lambda: osp.isfile(osp.join(out, 'tokenizer.json')),
             lambda: train_bpe_tokenizer(
-                [osp.join(self.data, 'text', 'corpus.txt')], out))
+                [osp.join(self.data, 'text', 'corpus.txt')],
+                out,
+                min_frequency=MIN_MERGE_FREQUENCY,
+                flamingo_tokens=True))
 
     def train(self, name: str, config: str, work_dir: str,
               output: str) -> None:
@@ -216,6 +280,44 @@ class Recipe:
                 last = f.read().strip()
             publish = load_tool('tools/model_converters/publish_model.py')
             publish.publish_checkpoint(last, self.paths['checkpoint'])
+
+    def pretrain(self) -> None:
+        """Stage 1: the tokenizer, the vision encoder and the LM."""
+        work = self.work
+        self.tokenizer()
+        self.train('vision', 'configs/shapes/clip-tiny_shapes_contrastive.py',
+                   osp.join(work, 'vision'),
+                   osp.join(self.paths['vision'], 'config.json'))
+        self.train('lm-induction',
+                   'configs/shapes/llama-tiny_shapes_lm-induction.py',
+                   osp.join(work, 'lm-induction'),
+                   osp.join(self.paths['lm_induction'], 'config.json'))
+        self.train('lm', 'configs/shapes/llama-tiny_shapes_lm.py',
+                   osp.join(work, 'lm'),
+                   osp.join(self.paths['lm'], 'config.json'))
+        if self.args.export_pretrained:
+            export_pretrained(self.paths['vision'], self.paths['lm'])
+
+    def probe_lm(self) -> dict:
+        """Stage 2: is the LM an in-context learner? (printed, kept in
+        ``WORK_DIR/lm_probes.json``)."""
+        for part in ('vision', 'lm'):
+            if not osp.isfile(osp.join(self.paths[part], 'config.json')):
+                raise FileNotFoundError(
+                    f'{self.paths[part]} holds no pretrained {part}: the '
+                    'shipped weights are part of the repository (git '
+                    'checkout checkpoints/shapes), or run with '
+                    '--from-scratch')
+        from mmflamingo.shapes_world.probes import probe_lm_dir
+        start = time.perf_counter()
+        probes = probe_lm_dir(
+            self.paths['lm'], self.data, num=20 if self.args.quick else 200)
+        self.timings['probes'] = time.perf_counter() - start
+        print('\nLM probes (held-out text): ' + format_probes(probes))
+        os.makedirs(self.work, exist_ok=True)
+        with open(osp.join(self.work, 'lm_probes.json'), 'w') as f:
+            json.dump(probes, f, indent=2)
+        return probes
 
     def evaluate(self) -> Dict[str, dict]:
         test = load_tool('tools/test.py')
@@ -260,91 +362,180 @@ class Recipe:
     def run(self) -> Dict[str, dict]:
         start = time.perf_counter()
         self.world()
-        self.tokenizer()
-        work = self.work
-        self.train('vision', 'configs/shapes/clip-tiny_shapes_contrastive.py',
-                   osp.join(work, 'vision'),
-                   osp.join(self.paths['vision'], 'config.json'))
-        self.train('lm', 'configs/shapes/llama-tiny_shapes_lm.py',
-                   osp.join(work, 'lm'),
-                   osp.join(self.paths['lm'], 'config.json'))
+        if self.args.from_scratch:
+            self.pretrain()
+        self.probe_lm()
         self.train('flamingo',
                    'configs/shapes/flamingo-tiny_shapes_mixture.py',
                    self.paths['flamingo'], self.paths['checkpoint'])
         results = self.evaluate()
-        summary = write_summary(results, self.work, self.chance())
+        summary = write_summary(results, self.work, baselines(self.data))
         print('\n' + summary)
         print(f'recipe: {time.perf_counter() - start:.0f} s in all; stages '
               'run now: ' + ', '.join(f'{k} {v:.0f} s'
                                       for k, v in self.timings.items()))
         return results
 
-    def chance(self) -> Optional[float]:
-        """The binding task's chance accuracy, from the world's queries."""
-        path = osp.join(self.data, 'binding', 'val_questions.json')
-        if not osp.isfile(path):
-            return None
-        with open(path) as f:
-            questions = json.load(f)['questions']
-        return 100 * sum(1 / len(q['multiple_choices'])
-                         for q in questions) / len(questions)
+
+def export_pretrained(vision: str, lm: str) -> None:
+    """Copy the vision tower (without CLIP's text tower) and the LM, in
+    float16, to the shipped directories."""
+    import torch
+    from transformers import (AutoModelForCausalLM, AutoTokenizer,
+                              CLIPVisionModel)
+    for out in SHIPPED.values():
+        shutil.rmtree(out, ignore_errors=True)
+    CLIPVisionModel.from_pretrained(vision).to(torch.float16).save_pretrained(
+        SHIPPED['vision'])
+    AutoModelForCausalLM.from_pretrained(lm).to(torch.float16).save_pretrained(
+        SHIPPED['lm'])
+    AutoTokenizer.from_pretrained(lm).save_pretrained(SHIPPED['lm'])
+    print(f'exported the vision encoder to {SHIPPED["vision"]} and the LM '
+          f'to {SHIPPED["lm"]}')
+
+
+def format_probes(probes: dict) -> str:
+    """One line of the LM's probe results."""
+    return (f"copy {probes['repeat_first']:.2f} -> "
+            f"{probes['repeat_copy']:.2f} nats; binding (full descriptions) "
+            f"{probes['binding_full_4shot']:.0f}% at 4 shots, "
+            f"{probes['binding_full_8shot']:.0f}% at 8 (chance "
+            f"{probes['binding_8shot_chance']:.0f}%); reading "
+            f"{probes['reading']:.0f}% (prior {probes['reading_prior']:.0f}%)")
+
+
+def baselines(data_root: str) -> Dict[str, float]:
+    """What no use of the image or the demos can beat, per task: binding's
+    chance (1 / an episode's names) and, for VQA and video, the accuracy of
+    the support set's most frequent answer to each question type."""
+    from mmflamingo.evaluation.metrics.vqa import vqa_accuracy
+
+    def load(path: str) -> dict:
+        with open(osp.join(data_root, path)) as f:
+            return json.load(f)
+
+    out = {}
+    queries = load('binding/val_questions.json')['questions']
+    out['binding'] = 100 * sum(1 / len(q['multiple_choices'])
+                               for q in queries) / len(queries)
+    for task, folder in (('vqa', 'vqa'), ('video', 'videoqa')):
+        support = load(f'{folder}/train_annotations.json')['annotations']
+        counts: Dict[str, Dict[str, int]] = {}
+        for ann in support:
+            answers = counts.setdefault(ann['question_type'], {})
+            answer = ann['multiple_choice_answer']
+            answers[answer] = answers.get(answer, 0) + 1
+        prior = {t: max(c, key=c.get) for t, c in counts.items()}
+        val = load(f'{folder}/val_annotations.json')['annotations']
+        out[task] = 100 * sum(
+            vqa_accuracy(prior.get(a['question_type'], ''), a['answers'])
+            for a in val) / len(val)
+    return out
 
 
 def write_summary(results: Dict[str, dict], work_dir: str,
-                  chance: Optional[float]) -> str:
-    """``results.{json,md,png}`` in ``work_dir``; returns the markdown."""
+                  baseline: Dict[str, float]) -> str:
+    """``results.{json,md,png}`` in ``work_dir``; returns the markdown.
+
+    ``results.json``: ``results["<task>/<demos>"]`` has the ``metric``,
+    ``scores["<shots>"]`` (the mean over trials) and ``ci95["<shots>"]``
+    (``[low, high]``, the 95% bootstrap interval over queries and trials);
+    ``baselines`` has each task's chance or prior, ``binding_chance`` too.
+    """
     shots = sorted(
         {r['shots']
          for s in results.values()
          for r in s['results']})
     lines = [
-        'Shapes world, held-out queries: score by shot count', '',
-        '| task | metric | demos | queries | ' + ' | '.join(f'{s} shots'
-                                                            for s in shots) +
-        ' |', '|---|---|---|---:|' + '---:|' * len(shots)
+        'Shapes world, held-out queries: mean score over trials [95% '
+        'interval over queries and trials] by shot count', '',
+        '| task | metric | demos | queries | trials | ' +
+        ' | '.join(f'{s} shots' for s in shots) + ' |',
+        '|---|---|---|---:|---:|' + '---:|' * len(shots)
     ]
     table = {}
     for key, summary in results.items():
         task, selection = key.split('/')
         metric = TASKS[task][1]
-        row = {r['shots']: r['mean'][metric] for r in summary['results']}
-        table[key] = dict(metric=metric, scores=row)
+        rows = {r['shots']: r for r in summary['results']}
+        entry = dict(
+            metric=metric,
+            num_queries=summary['num_queries'],
+            num_trials=len(summary['results'][0]['trials']),
+            scores={
+                s: r['mean'][metric]
+                for s, r in rows.items()
+            },
+            ci95={
+                s: r['ci95'][metric]
+                for s, r in rows.items()
+            })
+        table[key] = entry
+
+        def cell(s: int) -> str:
+            if s not in entry['scores']:
+                return '-'
+            low, high = entry['ci95'][s]
+            return f"{entry['scores'][s]:.1f} [{low:.1f}, {high:.1f}]"
+
         lines.append(f'| {task} | {metric} | {selection} | '
-                     f"{summary['num_queries']} | " +
-                     ' | '.join(f'{row[s]:.1f}' if s in row else '-'
-                                for s in shots) + ' |')
-    if chance is not None:
-        lines += ['', f'Binding chance accuracy: {chance:.1f}']
+                     f"{entry['num_queries']} | {entry['num_trials']} | " +
+                     ' | '.join(cell(s) for s in shots) + ' |')
+    lines += [
+        '', 'Baselines (no use of the image or the demos): ' +
+        ', '.join(f'{task} {value:.1f}' for task, value in baseline.items())
+    ]
     markdown = '\n'.join(lines) + '\n'
     os.makedirs(work_dir, exist_ok=True)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(markdown)
     with open(osp.join(work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(results=table, binding_chance=chance), f, indent=2)
-    _plot(table, chance, osp.join(work_dir, 'results.png'))
+        json.dump(
+            dict(
+                results=table,
+                baselines=baseline,
+                binding_chance=baseline.get('binding')),
+            f,
+            indent=2)
+    _plot(table, baseline, osp.join(work_dir, 'results.png'))
     return markdown
 
 
-def _plot(table: dict, chance: Optional[float], path: str) -> None:
+def _plot(table: dict, baseline: Dict[str, float], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(4 * len(TASKS), 3.5))
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(4 * len(TASKS), 3.6))
     for ax, task in zip(axes, TASKS):
-        for selection in SELECTIONS:
+        for offset, selection in zip((-0.15, 0.15), SELECTIONS):
             entry = table.get(f'{task}/{selection}')
             if entry is None:
                 continue
             shots = sorted(entry['scores'])
-            ax.plot(
-                shots, [entry['scores'][s] for s in shots],
-                marker='o',
-                label=selection)
-        if task == 'binding' and chance is not None:
-            ax.axhline(chance, color='grey', linestyle='--', label='chance')
+            means = [entry['scores'][s] for s in shots]
+            # (VQA's mean is rounded as the official script rounds it: it
+            # may lie a hair outside its interval)
+            errors = [[
+                max(0., m - entry['ci95'][s][0]) for m, s in zip(means, shots)
+            ], [
+                max(0., entry['ci95'][s][1] - m) for m, s in zip(means, shots)
+            ]]
+            ax.errorbar([s + offset for s in shots],
+                        means,
+                        yerr=errors,
+                        marker='o',
+                        capsize=3,
+                        label=f'{selection} demos')
+            ax.set_xticks(shots)
+        if task in baseline:
+            name = 'chance' if task == 'binding' else 'prior'
+            ax.axhline(
+                baseline[task], color='grey', linestyle='--', label=name)
+        top = 100 if task != 'caption' else None
+        ax.set_ylim(bottom=0, top=top)
         ax.set_title(f'{task} ({TASKS[task][1]})')
         ax.set_xlabel('shots')
-        ax.legend()
+        ax.legend(fontsize='small')
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -5,7 +5,9 @@
 # Weights: `bash tools/run_shapes_recipe.sh` (model-index.yml names them).
 # `mmflamingo.apis.inference_model` and MMPretrain's ImageCaptionInferencer
 # run the test pipeline; its first transform holds the default prompt.
-_base_ = ['./flamingo-tiny_shapes_mixture.py']
+_base_ = [
+    './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
+]
 
 # `_scope_`: MMPretrain's `get_model` builds in its own scope
 model = dict(
@@ -24,3 +26,5 @@ test_dataloader = dict(
         type='mmflamingo.KarpathyCaptionDataset', pipeline=test_pipeline))
 # the frames inference_model takes from a video file, as in training
 video_sampling = dict(num_frames=4, fps=0.5)
+# the few-shot prompt of demo/fewshot_demo.py: the world's, as evaluated
+fewshot_prompt = {{_base_.caption_prompt}}

@@ -2,24 +2,27 @@
 # the shapes have invented names that only the episode's own demos reveal
 # (demo_group_key='episode'); the query asks what a shape is called and the
 # episode's names are ranked by their log-likelihood after the prompt (the
-# VQA multiple-choice format). Chance is 1 / the names per episode.
+# VQA multiple-choice format), each scored as ' name', the way the world
+# writes an answer. Chance is 1 / the names per episode.
 #   python tools/test.py \
 #       configs/shapes/flamingo-tiny_shapes_fewshot-binding.py \
 #       work_dirs/shapes/flamingo/flamingo-tiny_shapes.pth
-_base_ = ['./flamingo-tiny_shapes_mixture.py']
+_base_ = [
+    './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
+]
 model = dict(task='vqa')
-binding = dict(
+vqa = dict(
     type='VQADataset',
-    data_root='data/shapes',
+    data_root={{_base_.shapes_root}},
     image_name='{image_id}.png',
     data_prefix=dict(img_path='images'))
 rices_dataset = dict(
-    **binding,
+    **vqa,
     question_file='binding/train_questions.json',
     annotation_file='binding/train_annotations.json',
     split='train')
 rices_query_dataset = dict(
-    **binding,
+    **vqa,
     question_file='binding/val_questions.json',
     annotation_file='binding/val_annotations.json',
     split='val')
@@ -28,12 +31,13 @@ fewshot_eval = dict(
     support=rices_dataset,
     query=rices_query_dataset,
     shots=[0, 4, 8],
-    num_trials=1,
+    num_trials=3,
     seed=0,
     demo_selection='random',
     demo_group_key='episode',
     rices_support_features='work_dirs/shapes/rices/binding_support.pth',
     rices_query_features='work_dirs/shapes/rices/binding_query.pth',
-    prompt=dict(task='vqa'),
+    prompt={{_base_.qa_prompt}},
+    candidate_prefix=' ',
     batch_size=16,
     metric=dict(type='RankClassificationMetric', topk=1))

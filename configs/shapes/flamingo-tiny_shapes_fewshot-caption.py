@@ -1,16 +1,18 @@
 # Stage 4 of the shapes recipe: few-shot captioning of held-out scenes
-# (Karpathy 'test' split), demos from 'train', OpenFlamingo's prompt, CIDEr.
+# (Karpathy 'test' split), demos from 'train', CIDEr.
 #   python tools/test.py \
 #       configs/shapes/flamingo-tiny_shapes_fewshot-caption.py \
 #       work_dirs/shapes/flamingo/flamingo-tiny_shapes.pth
 # RICES demos: `--cfg-options fewshot_eval.demo_selection=rices` after
 # caching features with tools/cache_rices_features.py (the recipe does).
-_base_ = ['./flamingo-tiny_shapes_mixture.py']
+_base_ = [
+    './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
+]
 model = dict(
     task='caption', generation_cfg=dict(num_beams=1, max_new_tokens=20))
 captions = dict(
     type='KarpathyCaptionDataset',
-    data_root='data/shapes',
+    data_root={{_base_.shapes_root}},
     ann_file='captions/karpathy_shapes.json',
     data_prefix=dict(img_path='images'))
 rices_dataset = dict(**captions, split='train')
@@ -20,11 +22,11 @@ fewshot_eval = dict(
     support=rices_dataset,
     query=rices_query_dataset,
     shots=[0, 4, 8],
-    num_trials=1,
+    num_trials=3,
     seed=0,
     demo_selection='random',
     rices_support_features='work_dirs/shapes/rices/caption_support.pth',
     rices_query_features='work_dirs/shapes/rices/caption_query.pth',
+    prompt={{_base_.caption_prompt}},
     batch_size=16,
-    max_queries=100,
     metric=dict(type='CaptionMetric', metrics=['CIDEr']))

@@ -1,13 +1,16 @@
 # Stage 4 of the shapes recipe: few-shot VQA on held-out scenes (the 'val'
-# questions), demos from 'train', OpenFlamingo's prompt, the official VQA
+# questions), demos from 'train' (answers in the benchmark's short style,
+# which the training documents use only some of the time), the official VQA
 # accuracy.
 #   python tools/test.py configs/shapes/flamingo-tiny_shapes_fewshot-vqa.py \
 #       work_dirs/shapes/flamingo/flamingo-tiny_shapes.pth
-_base_ = ['./flamingo-tiny_shapes_mixture.py']
+_base_ = [
+    './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
+]
 model = dict(task='vqa', generation_cfg=dict(num_beams=1, max_new_tokens=5))
 vqa = dict(
     type='VQADataset',
-    data_root='data/shapes',
+    data_root={{_base_.shapes_root}},
     image_name='{image_id}.png',
     data_prefix=dict(img_path='images'))
 rices_dataset = dict(
@@ -25,11 +28,11 @@ fewshot_eval = dict(
     support=rices_dataset,
     query=rices_query_dataset,
     shots=[0, 4, 8],
-    num_trials=1,
+    num_trials=3,
     seed=0,
     demo_selection='random',
     rices_support_features='work_dirs/shapes/rices/vqa_support.pth',
     rices_query_features='work_dirs/shapes/rices/vqa_query.pth',
+    prompt={{_base_.qa_prompt}},
     batch_size=16,
-    max_queries=200,
     metric=dict(type='VQAAccuracy'))

@@ -1,19 +1,22 @@
 # Stage 3 of the shapes recipe: Flamingo on the shapes world. The vision
-# encoder (stage 1, contrastive) and the language model (stage 2) are frozen;
-# the Perceiver Resampler, the gated cross-attention blocks and the rows of
-# the new tokens are trained on the mixture of interleaved documents, pairs
-# and videos. Run by `bash tools/run_shapes_recipe.sh`, or
+# encoder and the language model are the recipe's pretrained parts
+# (checkpoints/shapes/{vision,lm}, made by `tools/shapes_recipe.py
+# --from-scratch`), frozen; the Perceiver Resampler, the gated cross-attention
+# blocks and the rows of the Flamingo tokens are trained on the mixture of
+# interleaved documents, pairs and videos. Run by
+# `bash tools/run_shapes_recipe.sh`, or
 #   python tools/train.py configs/shapes/flamingo-tiny_shapes_mixture.py
 _base_ = [
     '../_base_/datasets/shapes_mixture.py',
     '../_base_/schedules/flamingo_adamw_warmup-constant.py',
     '../_base_/default_runtime.py',
 ]
+lm = 'checkpoints/shapes/lm'
+vision = 'checkpoints/shapes/vision'
 model = dict(
     type='Flamingo',
-    tokenizer=dict(pretrained='work_dirs/shapes/lm/hf'),
-    backbone=dict(
-        type='HFCLIPVisionEncoder', pretrained='work_dirs/shapes/vision/hf'),
+    tokenizer=dict(pretrained=lm),
+    backbone=dict(type='HFCLIPVisionEncoder', pretrained=vision),
     neck=dict(
         type='PerceiverResampler',
         depth=2,
@@ -23,10 +26,10 @@ model = dict(
         max_num_frames=4),
     head=dict(
         type='FlamingoLMHead',
-        lm=dict(pretrained='work_dirs/shapes/lm/hf'),
+        lm=dict(pretrained=lm),
         cross_attn_every_n_layers=1,
         xattn_cfg=dict(dim_head=32, heads=4, ff_mult=2)),
-    max_text_length=256,
+    max_text_length=512,
     data_preprocessor=dict(type='FlamingoDataPreprocessor'),
     generation_cfg=dict(num_beams=1, max_new_tokens=20))
 warmup_iters = 50
@@ -49,8 +52,9 @@ optim_wrapper = dict(
             'new_bias': dict(decay_mult=0.0),
             '_gate': dict(lr_mult=10.0, decay_mult=0.0),
         }))
-train_cfg = dict(max_iters=900)
+train_cfg = dict(max_iters=1200)
 default_hooks = dict(
-    logger=dict(interval=20), checkpoint=dict(interval=900, max_keep_ckpts=1))
+    logger=dict(interval=20),
+    checkpoint=dict(interval=1200, max_keep_ckpts=1))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 work_dir = 'work_dirs/shapes/flamingo'

@@ -11,7 +11,7 @@ model = dict(task='vqa', generation_cfg=dict(num_beams=1, max_new_tokens=5))
 test_pipeline = [
     dict(
         type='mmflamingo.apis.FlamingoPromptInputs',
-        prompt='<image>Question:{question} Short answer:'),
+        prompt='<image>Question: {question} Short answer:'),
     dict(type='mmflamingo.LoadMedia'),
     dict(type='mmflamingo.ResizeMedia', size={{_base_.image_size}}),
     dict(type='mmflamingo.PackFlamingoInputs', meta_keys=['question']),

@@ -153,7 +153,7 @@ def test_caption_by_name_uses_the_config_prompt(index, image):
 def test_vqa_by_name(index, image):
     model = seeded(init_model, VQA)
     result = inference_model(model, image, question='what color is it?')
-    assert result.text == '<image>Question:what color is it? Short answer:'
+    assert result.text == '<image>Question: what color is it? Short answer:'
     assert result.question == 'what color is it?'
     assert isinstance(result.pred_answer, str)
     with pytest.raises(KeyError, match='question'):

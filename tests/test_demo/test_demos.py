@@ -75,7 +75,7 @@ def test_image_demo_answers_a_question(tiny):
     out = run_demo('image_demo.py', tiny['images'][0], '--config',
                    tiny['configs']['vqa'], '--checkpoint', tiny['checkpoint'],
                    '--question', 'what color is the square?')
-    assert 'prompt: <image>Question:what color is the square? Short ' \
+    assert 'prompt: <image>Question: what color is the square? Short ' \
         'answer:\n' in out
     assert '\nanswer: ' in out
 
@@ -85,10 +85,23 @@ def test_fewshot_demo_prints_the_prompt_and_output(tiny):
     out = run_demo('fewshot_demo.py', tiny['configs']['caption'],
                    '--checkpoint', tiny['checkpoint'], '--demos', demo,
                    'a red square.', query, 'a blue square.', '--query', query)
-    prompt = ('<image>Output:a red square.<|endofchunk|>\n'
-              '<image>Output:a blue square.<|endofchunk|>\n<image>Output:')
+    # the config's fewshot_prompt: the shapes world's, as evaluated
+    prompt = ('<image>Output: a red square.<|endofchunk|>'
+              '<image>Output: a blue square.<|endofchunk|><image>Output:')
     assert f'prompt: {prompt}\n' in out
     assert '\ngenerated: ' in out
+
+
+def test_fewshot_demo_defaults_to_openflamingos_prompt(tiny, tmp_path):
+    cfg = Config.fromfile(tiny['configs']['caption'])
+    cfg.pop('fewshot_prompt')
+    cfg.dump(tmp_path / 'caption.py')
+    demo, query = tiny['images']
+    out = run_demo('fewshot_demo.py', str(tmp_path / 'caption.py'),
+                   '--checkpoint', tiny['checkpoint'], '--demos', demo,
+                   'a red square.', '--query', query)
+    assert ('prompt: <image>Output:a red square.<|endofchunk|>\n'
+            '<image>Output:\n') in out
 
 
 def test_video_demo_captions_a_video_file(tiny):

@@ -1,8 +1,9 @@
 # The shapes world's training mixture (written by
-# tools/misc/make_shapes_world.py): interleaved documents, image-text pairs
-# and video-text pairs, with the paper's loss weights (1.0, 0.2, 0.03).
+# tools/misc/make_shapes_world.py): interleaved documents (scene documents and
+# binding episodes, up to 9 images: an 8-shot prompt and its query), image-text
+# pairs and video-text pairs, each with its loss weight.
 shapes_root = 'data/shapes'
-tokenizer = dict(pretrained='work_dirs/shapes/lm/hf')
+tokenizer = dict(pretrained='checkpoints/shapes/lm')
 image_size = 64
 # no flips: the captions say "left" and "right"
 image_pipeline = [
@@ -28,8 +29,8 @@ train_dataloader = dict(
                 ann_file='interleaved/docs.jsonl',
                 data_prefix=dict(img_path='images'),
                 tokenizer=tokenizer,
-                max_tokens=256,
-                max_num_images=6,
+                max_tokens=512,
+                max_num_images=9,
                 min_image_bytes=0,
                 sim_threshold=0.0,
                 single_image_drop_prob=0.0,
@@ -44,8 +45,7 @@ train_dataloader = dict(
                 tokenizer=tokenizer,
                 pipeline=image_pipeline)),
         video=dict(
-            loss_weight=0.03,
-            batch_size=4,
+            loss_weight=0.2,
             dataset=dict(
                 type='VideoTextPairs',
                 data_root=shapes_root,
