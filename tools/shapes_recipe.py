@@ -397,10 +397,11 @@ def export_pretrained(vision: str, lm: str) -> None:
 def format_probes(probes: dict) -> str:
     """One line of the LM's probe results."""
     return (f"copy {probes['repeat_first']:.2f} -> "
-            f"{probes['repeat_copy']:.2f} nats; binding (full descriptions) "
-            f"{probes['binding_full_4shot']:.0f}% at 4 shots, "
-            f"{probes['binding_full_8shot']:.0f}% at 8 (chance "
-            f"{probes['binding_8shot_chance']:.0f}%); reading "
+            f"{probes['repeat_copy']:.2f} nats; text binding (Flamingo's "
+            f"layout) {probes['binding_word_4shot']:.0f}% at 4 shots, "
+            f"{probes['binding_word_8shot']:.0f}% at 8 (chance "
+            f"{probes['binding_8shot_chance']:.0f}%, a name the demos showed "
+            f"{probes['binding_8shot_seen_name']:.0f}%); reading "
             f"{probes['reading']:.0f}% (prior {probes['reading_prior']:.0f}%)")
 
 
