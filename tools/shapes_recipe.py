@@ -506,6 +506,8 @@ def _plot(table: dict, baseline: Dict[str, float], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
+    from mmflamingo.evaluation.bootstrap import interval_bars
     fig, axes = plt.subplots(1, len(TASKS), figsize=(4 * len(TASKS), 3.6))
     for ax, task in zip(axes, TASKS):
         for offset, selection in zip((-0.15, 0.15), SELECTIONS):
@@ -514,16 +516,10 @@ def _plot(table: dict, baseline: Dict[str, float], path: str) -> None:
                 continue
             shots = sorted(entry['scores'])
             means = [entry['scores'][s] for s in shots]
-            # (VQA's mean is rounded as the official script rounds it: it
-            # may lie a hair outside its interval)
-            errors = [[
-                max(0., m - entry['ci95'][s][0]) for m, s in zip(means, shots)
-            ], [
-                max(0., entry['ci95'][s][1] - m) for m, s in zip(means, shots)
-            ]]
             ax.errorbar([s + offset for s in shots],
                         means,
-                        yerr=errors,
+                        yerr=interval_bars(means,
+                                           [entry['ci95'][s] for s in shots]),
                         marker='o',
                         capsize=3,
                         label=f'{selection} demos')

@@ -13,11 +13,11 @@ are the same in every trial) this is the bootstrap over queries.
 CIDEr's per-query scores use the document frequencies of the whole
 evaluated set, which the resampling holds fixed.
 """
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ['bootstrap_ci']
+__all__ = ['bootstrap_ci', 'interval_bars']
 
 
 def bootstrap_ci(scores: Sequence[Sequence[float]],
@@ -65,3 +65,13 @@ def bootstrap_ci(scores: Sequence[Sequence[float]],
     alpha = (1 - level) / 2
     low, high = np.quantile(np.concatenate(means), [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def interval_bars(means: Sequence[float],
+                  intervals: Sequence[Sequence[float]]) -> List[List[float]]:
+    """``[below, above]`` error-bar lengths (matplotlib's ``yerr``) of
+    ``means`` with their ``[low, high]`` intervals. A mean rounded as the
+    official VQA script rounds it may lie a hair outside its interval: its
+    bar is then 0, not negative."""
+    return [[max(0., m - low) for m, (low, _) in zip(means, intervals)],
+            [max(0., high - m) for m, (_, high) in zip(means, intervals)]]

@@ -88,7 +88,7 @@ from mmflamingo.datasets.eval_datasets import HatefulMemesDataset
 from mmflamingo.datasets.transforms import media_pipeline
 from mmflamingo.registry import DATASETS, METRICS
 from .answer_postprocess import check_answer_postprocess, postprocess_answer
-from .bootstrap import bootstrap_ci
+from .bootstrap import bootstrap_ci, interval_bars
 from .demo_selection import (RandomDemoSelector, RICESSelector,
                              load_rices_features)
 from .media_cache import VisualTokenCache
@@ -694,21 +694,13 @@ def _plot(summary: dict, path: str) -> Optional[str]:
     for name in summary['results'][0]['mean']:
         means = [r['mean'][name] for r in summary['results']]
         # the 95% interval where there is one, else the std over trials
-        # (a mean rounded as the official VQA script rounds it may lie a
-        # hair outside its interval: no negative bar)
-        errors = [
-            [max(0., m - r['ci95'][name][0]),
-             max(0., r['ci95'][name][1] -
-                 m)] if name in r.get('ci95', {}) else [r['std'][name]] * 2
-            for m, r in zip(means, summary['results'])
-        ]
+        rows = summary['results']
+        if all(name in r.get('ci95', {}) for r in rows):
+            errors = interval_bars(means, [r['ci95'][name] for r in rows])
+        else:
+            errors = [[r['std'][name] for r in rows]] * 2
         ax.errorbar(
-            shots,
-            means,
-            yerr=list(zip(*errors)),
-            marker='o',
-            capsize=3,
-            label=name)
+            shots, means, yerr=errors, marker='o', capsize=3, label=name)
     ax.set_xlabel('shots')
     ax.set_ylabel('score')
     ax.set_xticks(shots)

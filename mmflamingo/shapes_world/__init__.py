@@ -12,8 +12,7 @@ from .writer import SCALES, write_shapes_world
 
 __all__ = [
     'COLOURS', 'SCALES', 'SHAPES', 'NameGenerator', 'Shape',
-    'ShapesTextEpisodes',
-    'canonical_caption', 'caption_references', 'render_scene', 'render_video',
-    'sample_scene', 'sample_shape', 'vqa_questions', 'world_vocabulary',
-    'write_shapes_world'
+    'ShapesTextEpisodes', 'canonical_caption', 'caption_references',
+    'render_scene', 'render_video', 'sample_scene', 'sample_shape',
+    'vqa_questions', 'world_vocabulary', 'write_shapes_world'
 ]

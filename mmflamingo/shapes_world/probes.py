@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from .language import (BINDING_QUESTION, QA_PROMPT, NameGenerator,
                        binding_sentence, canonical_caption, vqa_questions)
 from .scenes import COLOURS, POSITIONS, SHAPES, Scene, sample_scene, scene_key
-from .text_episodes import binding_episode, described_chunk, load_lm_world
+from .text_episodes import (binding_episode, described_chunk, load_lm_world,
+                            ordinary_token_ids)
 
 __all__ = [
     'ANSWER_CANDIDATES', 'binding_probe', 'held_out_text', 'probe_lm',
@@ -115,8 +116,7 @@ def repeat_probe(lm,
         repeat.
     """
     rng = random.Random(f'repeat-probe-{seed}')
-    specials = set(tokenizer.all_special_ids)
-    vocab = [i for i in range(len(tokenizer)) if i not in specials]
+    vocab = ordinary_token_ids(tokenizer)
     bos = tokenizer.bos_token_id
     rows = []
     for _ in range(num):
@@ -149,7 +149,7 @@ def binding_probe(lm,
                   shots: int,
                   num: int = 200,
                   description: str = 'full',
-                  seed: int = 0) -> Tuple[float, float]:
+                  seed: int = 0) -> Tuple[float, float, float]:
     """Accuracy of naming a shape from ``shots`` named ones in context.
 
     Each episode gives 3 or 4 shape types names drawn from ``names``
@@ -167,11 +167,11 @@ def binding_probe(lm,
         description (str): How shapes are described, as in training
             (:func:`~mmflamingo.shapes_world.text_episodes.describe_shape`).
             Defaults to ``'full'`` (size, colour, type and position).
+        seed (int): Seed of the episodes. Defaults to 0.
 
     Besides chance, the probe reports what picking any name the context
     showed gives (1 / the distinct names of the demos): binding is what
     beats that.
-        seed (int): Seed of the episodes. Defaults to 0.
 
     Returns:
         tuple[float, float, float]: The accuracy, chance and the accuracy

@@ -44,7 +44,7 @@ from .scenes import SHAPES, Scene, Shape, sample_shape
 
 __all__ = [
     'ShapesTextEpisodes', 'binding_episode', 'describe_shape',
-    'described_chunk', 'load_lm_world', 'parse_lm_world'
+    'described_chunk', 'load_lm_world', 'ordinary_token_ids', 'parse_lm_world'
 ]
 
 EPISODE_TYPES = (3, 4)
@@ -53,6 +53,13 @@ SHAPE_QUESTION_PROB = 0.3
 EPISODE_ITEMS = (6, 12)
 DOC_CHUNKS = (2, 8)
 COPY_SPAN = (8, 40)
+
+
+def ordinary_token_ids(tokenizer) -> List[int]:
+    """The ids of ``tokenizer``'s tokens that are not special ones: what
+    copy rows (and the copy probe) draw random spans from."""
+    specials = set(tokenizer.all_special_ids)
+    return [i for i in range(len(tokenizer)) if i not in specials]
 
 
 def load_lm_world(path: str) -> dict:
@@ -186,10 +193,7 @@ class ShapesTextEpisodes(Dataset):
         for token in (MEDIA_TOKEN, END_OF_CHUNK_TOKEN):
             if token not in vocab:
                 raise ValueError(f'dataset.tokenizer has no {token!r} token')
-        specials = set(self.tokenizer.all_special_ids)
-        self.copy_vocab = [
-            i for i in range(len(self.tokenizer)) if i not in specials
-        ]
+        self.copy_vocab = ordinary_token_ids(self.tokenizer)
         self.kinds = [k for k in self.KINDS if mix.get(k, 0) > 0]
         self.weights = [mix[k] for k in self.kinds]
         self.max_tokens = max_tokens

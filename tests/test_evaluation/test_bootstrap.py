@@ -144,3 +144,12 @@ def test_large_tables_are_resampled_in_blocks():
     low, high = bootstrap_ci(scores, num_resamples=5, seed=0)
     # standard error of the mean of 2**21 fair 0/100 scores: about 0.035
     assert 49.8 < low <= high < 50.2
+
+
+def test_interval_bars_are_never_negative():
+    """Bars below and above each mean; a mean a hair outside its interval
+    (rounded as the official VQA script rounds) gets a bar of 0."""
+    from mmflamingo.evaluation.bootstrap import interval_bars
+    below, above = interval_bars([50., 44.44], [[40., 55.], [44.444, 44.5]])
+    assert below == pytest.approx([10., 0.])
+    assert above == pytest.approx([5., 0.06])
