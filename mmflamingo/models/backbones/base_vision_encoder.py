@@ -1,5 +1,7 @@
 """The frozen vision encoder shared by every Flamingo backbone."""
+import hashlib
 from abc import ABCMeta, abstractmethod
+from collections import OrderedDict
 
 import torch
 from mmengine.model import BaseModule
@@ -48,6 +50,17 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
         dtype (str): Storage dtype of the weights: ``'float32'``,
             ``'bfloat16'`` or ``'float16'``. Inputs are cast to it.
             Defaults to ``'float32'``.
+        cache_size (int): Keep the tokens of up to this many distinct frames,
+            keyed by their pixel values, and reuse them when a frame comes
+            again (least recently used ones are dropped first). The encoder
+            is frozen and in eval mode, so its tokens are a function of the
+            pixels: this saves its forward when a small dataset is seen for
+            many epochs without random augmentation (the shapes recipe). New
+            frames are encoded in chunks of ``cache_chunk`` (the last one
+            zero-padded), so a frame's tokens do not depend on the other
+            frames of its batch. 0 turns the cache off. Defaults to 0.
+        cache_chunk (int): Frames per forward when the cache is on.
+            Defaults to 16.
     """
 
     def __init__(self,
@@ -59,11 +72,16 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
                  out_layer: int = -1,
                  final_norm: bool = False,
                  with_cls: bool = False,
-                 dtype: str = 'float32') -> None:
+                 dtype: str = 'float32',
+                 cache_size: int = 0,
+                 cache_chunk: int = 16) -> None:
         super().__init__()
         if dtype not in DTYPES:
             raise ValueError(f'dtype must be one of {sorted(DTYPES)}, '
                              f'got {dtype!r}')
+        if cache_size < 0 or cache_chunk < 1:
+            raise ValueError('cache_size must be >= 0 and cache_chunk >= 1, '
+                             f'got {cache_size} and {cache_chunk}')
         if not -num_layers <= out_layer < num_layers:
             raise ValueError(f'out_layer={out_layer} is out of range for an '
                              f'encoder with {num_layers} layers')
@@ -77,6 +95,11 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
         self.final_norm = final_norm
         self.with_cls = with_cls
         self.dtype = DTYPES[dtype]
+        self.cache_size = cache_size
+        self.cache_chunk = cache_chunk
+        # frame key -> (1 + P, D) tokens, least recently used first
+        self._cache: 'OrderedDict[bytes, torch.Tensor]' = OrderedDict()
+        self.num_encoded = 0  # frames that went through the encoder
 
         self.encoder = encoder.to(self.dtype)
         self.encoder.requires_grad_(False)
@@ -111,16 +134,53 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
         B, N, T = images.shape[:3]
         with torch.no_grad():
             # (B, N, T, C, H, W) -> (B * N * T, C, H, W)
-            # the weights' actual dtype: a strategy (DeepSpeed bf16) may
-            # have cast them after construction
-            weight_dtype = next(self.encoder.parameters()).dtype
-            images = images.flatten(0, 2).to(weight_dtype)
+            frames = images.flatten(0, 2)
             # (B * N * T, C, H, W) -> (B * N * T, 1 + P, D)
-            tokens = self.encode(images)
+            tokens = (
+                self._encode_cached(frames)
+                if self.cache_size else self._encode(frames))
         if not self.with_cls:
             tokens = tokens[:, 1:]
         # (B * N * T, P, D) -> (B, N, T, P, D)
         return tokens.float().reshape(B, N, T, *tokens.shape[1:])
+
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(M, C, H, W)`` frames -> ``(M, 1 + P, D)`` tokens."""
+        # the weights' actual dtype: a strategy (DeepSpeed bf16) may have
+        # cast them after construction
+        weight_dtype = next(self.encoder.parameters()).dtype
+        self.num_encoded += len(frames)
+        return self.encode(frames.to(weight_dtype))
+
+    def _encode_cached(self, frames: torch.Tensor) -> torch.Tensor:
+        """:meth:`_encode` through the cache (see ``cache_size``)."""
+        keys = [
+            hashlib.blake2b(
+                frame.detach().cpu().contiguous().numpy().tobytes(),
+                digest_size=16).digest() for frame in frames
+        ]
+        new = {}  # key -> index of its first frame, in order
+        for i, key in enumerate(keys):
+            if key not in self._cache:
+                new.setdefault(key, i)
+        if new:
+            chunk = self.cache_chunk
+            todo = frames[list(new.values())]
+            for start in range(0, len(todo), chunk):
+                part = todo[start:start + chunk]
+                pad = part.new_zeros((chunk - len(part), *part.shape[1:]))
+                encoded = self._encode(torch.cat([part, pad]))[:len(part)]
+                self.num_encoded -= len(pad)
+                for key, tokens in zip(
+                        list(new)[start:start + chunk], encoded):
+                    self._cache[key] = tokens
+        out = []
+        for key in keys:
+            self._cache.move_to_end(key)
+            out.append(self._cache[key])
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return torch.stack(out)
 
     def train(self, mode: bool = True) -> 'BaseVisionEncoder':
         """Keep the encoder in eval mode whatever ``mode`` says.

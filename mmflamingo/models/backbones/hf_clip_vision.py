@@ -37,6 +37,10 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
         dtype (str): Storage dtype of the weights: ``'float32'``,
             ``'bfloat16'`` or ``'float16'``. The output is float32.
             Defaults to ``'float32'``.
+        cache_size (int): Frames whose tokens are cached (see
+            :class:`BaseVisionEncoder`); 0: no cache. Defaults to 0.
+        cache_chunk (int): Frames per forward with the cache. Defaults
+            to 16.
 
     Examples:
         >>> from mmflamingo.registry import MODELS
@@ -55,7 +59,9 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
                  out_layer: int = -1,
                  final_norm: bool = False,
                  with_cls: bool = False,
-                 dtype: str = 'float32') -> None:
+                 dtype: str = 'float32',
+                 cache_size: int = 0,
+                 cache_chunk: int = 16) -> None:
         if (pretrained is None) == (config is None):
             raise ValueError('Give exactly one of `pretrained` and `config` '
                              f'to {type(self).__name__}, got '
@@ -74,7 +80,9 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
             out_layer=out_layer,
             final_norm=final_norm,
             with_cls=with_cls,
-            dtype=dtype)
+            dtype=dtype,
+            cache_size=cache_size,
+            cache_chunk=cache_chunk)
 
     @staticmethod
     def _load_pretrained(pretrained: str) -> CLIPVisionModel:

@@ -44,6 +44,10 @@ class MMPretrainViTEncoder(BaseVisionEncoder):
         dtype (str): Storage dtype of the weights: ``'float32'``,
             ``'bfloat16'`` or ``'float16'``. The output is float32.
             Defaults to ``'float32'``.
+        cache_size (int): Frames whose tokens are cached (see
+            :class:`BaseVisionEncoder`); 0: no cache. Defaults to 0.
+        cache_chunk (int): Frames per forward with the cache. Defaults
+            to 16.
     """
 
     OWNED_KEYS = ('out_indices', 'out_type', 'final_norm', 'with_cls_token')
@@ -54,7 +58,9 @@ class MMPretrainViTEncoder(BaseVisionEncoder):
                  out_layer: int = -1,
                  final_norm: bool = False,
                  with_cls: bool = False,
-                 dtype: str = 'float32') -> None:
+                 dtype: str = 'float32',
+                 cache_size: int = 0,
+                 cache_chunk: int = 16) -> None:
         owned = sorted(set(vit) & set(self.OWNED_KEYS))
         if owned:
             raise ValueError(f'`vit` of {type(self).__name__} must not set '
@@ -73,7 +79,9 @@ class MMPretrainViTEncoder(BaseVisionEncoder):
             out_layer=out_layer,
             final_norm=final_norm,
             with_cls=with_cls,
-            dtype=dtype)
+            dtype=dtype,
+            cache_size=cache_size,
+            cache_chunk=cache_chunk)
         self.encoder.out_indices = [self.out_layer]
 
     @staticmethod

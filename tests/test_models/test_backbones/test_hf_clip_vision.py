@@ -234,3 +234,53 @@ def test_init_weights_keeps_weights():
     Parent().init_weights()
     for key, value in encoder.state_dict().items():
         torch.testing.assert_close(value, before[key], msg=key)
+
+
+def test_feature_cache_reuses_frames_and_matches_the_encoder():
+    plain = HFCLIPVisionEncoder(config=TINY_CLIP)
+    cached = HFCLIPVisionEncoder(config=TINY_CLIP, cache_size=100)
+    cached.encoder.load_state_dict(plain.encoder.state_dict())
+    images = media(batch=2, num_media=3, num_frames=2)
+    first = cached(images)
+    assert cached.num_encoded == 12
+    # the same frames again, in another order and with one repeated: none
+    # goes through the encoder, and each gets its tokens back
+    again = images.flip(0)
+    again[0, 0, 1] = again[1, 2, 0]
+    second = cached(again)
+    assert cached.num_encoded == 12
+    assert torch.equal(second[0, 0, 1], first[0, 2, 0])
+    assert torch.equal(second[1], first[0])
+    assert torch.equal(second[0, 1:], first[1, 1:])
+    # fp32 tokens of a chunk of 16 against one batch of 12 frames: the
+    # matmuls are blocked differently, a few ulps of values of order 1
+    torch.testing.assert_close(first, plain(images), atol=1e-5, rtol=1e-5)
+
+
+def test_feature_cache_tokens_do_not_depend_on_the_batch():
+    encoder = HFCLIPVisionEncoder(config=TINY_CLIP, cache_size=100)
+    other = HFCLIPVisionEncoder(config=TINY_CLIP, cache_size=100)
+    other.encoder.load_state_dict(encoder.encoder.state_dict())
+    images = media(batch=1, num_media=3)
+    shared = images[:, :1]
+    a = encoder(torch.cat([shared, images[:, 1:2]], dim=1))
+    b = other(torch.cat([images[:, 2:], shared], dim=1))
+    assert torch.equal(a[0, 0], b[0, 1])
+
+
+def test_feature_cache_keeps_the_most_recent_frames():
+    encoder = HFCLIPVisionEncoder(config=TINY_CLIP, cache_size=3)
+    images = media(batch=1, num_media=5)
+    for i in range(5):
+        encoder(images[:, i:i + 1])
+    assert len(encoder._cache) == 3 and encoder.num_encoded == 5
+    encoder(images[:, 4:5])  # cached
+    assert encoder.num_encoded == 5
+    encoder(images[:, 0:1])  # dropped, encoded again
+    assert encoder.num_encoded == 6
+
+
+@pytest.mark.parametrize('kwargs', [dict(cache_size=-1), dict(cache_chunk=0)])
+def test_feature_cache_arguments_are_checked(kwargs):
+    with pytest.raises(ValueError, match='cache_size'):
+        HFCLIPVisionEncoder(config=TINY_CLIP, **kwargs)
