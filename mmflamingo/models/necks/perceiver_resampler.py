@@ -14,7 +14,8 @@ class PerceiverResampler(BaseModule):
     """Resample each medium's features into ``num_latents`` visual tokens.
 
     Learned latents cross-attend to the medium's features (all its frames'
-    patches, with a learned temporal embedding added per frame) concatenated
+    patches, with a learned temporal embedding added per frame and,
+    optionally, a learned spatial embedding per patch position) concatenated
     with the latents themselves, ``depth`` times, each attention followed by
     an FFN.
 
@@ -31,6 +32,12 @@ class PerceiverResampler(BaseModule):
         max_num_frames (int, optional): If set, learn temporal embeddings for
             up to this many frames per medium (video). OpenFlamingo v2 has
             none. Defaults to None.
+        max_num_patches (int, optional): If set, learn a spatial embedding
+            for each of up to this many token positions of a frame, added to
+            the features of every frame. The paper uses none (its NFNet's
+            features carry their position); the last tokens of a small ViT
+            carry it weakly, and the latents then take thousands of steps to
+            tell where a patch is (see ``configs/shapes``). Defaults to None.
         init_cfg (dict, optional): mmengine initialisation config.
             Defaults to None.
     """
@@ -44,15 +51,20 @@ class PerceiverResampler(BaseModule):
                  ff_mult: int = 4,
                  act: str = 'gelu',
                  max_num_frames: Optional[int] = None,
+                 max_num_patches: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.dim = dim
         self.num_latents = num_latents
         self.max_num_frames = max_num_frames
+        self.max_num_patches = max_num_patches
         self.latents = nn.Parameter(torch.randn(num_latents, dim))
         self.frame_embs = (
             nn.Parameter(torch.randn(max_num_frames, dim))
             if max_num_frames else None)
+        self.patch_embs = (
+            nn.Parameter(torch.randn(max_num_patches, dim))
+            if max_num_patches else None)
         self.layers = nn.ModuleList([
             nn.ModuleDict(
                 dict(
@@ -75,8 +87,16 @@ class PerceiverResampler(BaseModule):
         if x.dim() != 5:
             raise ValueError('PerceiverResampler expects (B, N, T, P, D) '
                              f'features, got shape {tuple(x.shape)}')
-        num_frames = x.shape[2]
+        num_frames, num_patches = x.shape[2:4]
         x = x.to(self.latents.dtype)
+        if self.patch_embs is not None:
+            if num_patches > self.max_num_patches:
+                raise ValueError(
+                    f'a frame has {num_patches} tokens but the perceiver '
+                    f'learned spatial embeddings for max_num_patches='
+                    f'{self.max_num_patches}')
+            # (P, D), broadcast over batch, media and frames
+            x = x + self.patch_embs[:num_patches]
         if self.frame_embs is not None:
             if num_frames > self.max_num_frames:
                 raise ValueError(

@@ -45,6 +45,8 @@ def reference_perceiver(perceiver: PerceiverResampler, x: torch.Tensor,
     for b in range(batch):
         for n in range(num_media):
             medium = x[b, n]  # (T, P, D)
+            if perceiver.patch_embs is not None:
+                medium = medium + perceiver.patch_embs[:medium.shape[1]]
             if perceiver.frame_embs is not None:
                 medium = medium + perceiver.frame_embs[:num_frames, None]
             medium = medium.reshape(-1, DIM)  # (T * P, D)
@@ -93,8 +95,13 @@ def test_shapes(num_frames, max_num_frames):
                                      ('squared_relu', lambda x: F.relu(x)**2)])
 @pytest.mark.parametrize('num_frames, max_num_frames', [(1, None), (3, None),
                                                         (3, 4)])
-def test_matches_reference(act, fn, num_frames, max_num_frames):
-    perceiver = build(act=act, max_num_frames=max_num_frames)
+@pytest.mark.parametrize('max_num_patches', [None, 6])
+def test_matches_reference(act, fn, num_frames, max_num_frames,
+                           max_num_patches):
+    perceiver = build(
+        act=act,
+        max_num_frames=max_num_frames,
+        max_num_patches=max_num_patches)
     x = features(2, 2, num_frames, 5, DIM)
     with torch.no_grad():
         out = perceiver(x)
@@ -123,6 +130,27 @@ def test_frame_order_matters_only_with_temporal_embeddings():
     untimed = build()
     assert untimed.frame_embs is None
     torch.testing.assert_close(untimed(x), untimed(reordered))
+
+
+def test_patch_order_matters_only_with_spatial_embeddings():
+    x = features(2, 2, 3, 5, DIM)
+    reordered = x[:, :, :, [4, 0, 1, 2, 3]]
+
+    placed = build(max_num_patches=8)
+    assert placed.patch_embs.shape == (8, DIM)
+    assert not torch.allclose(placed(x), placed(reordered), atol=1e-4)
+
+    # without them a frame is a set of tokens
+    unplaced = build()
+    assert unplaced.patch_embs is None
+    torch.testing.assert_close(unplaced(x), unplaced(reordered))
+
+
+def test_too_many_patches():
+    perceiver = build(max_num_patches=5)
+    perceiver(features(1, 1, 2, 5, DIM))
+    with pytest.raises(ValueError, match='max_num_patches=5'):
+        perceiver(features(1, 1, 1, 6, DIM))
 
 
 def test_too_many_frames():
