@@ -14,7 +14,9 @@ previous run finished it:
    contrastively (``configs/shapes/clip-tiny_shapes_contrastive.py``) and a
    tiny LLaMA trained first to copy random spans (its induction heads,
    ``configs/shapes/llama-tiny_shapes_lm-induction.py``), then on the
-   world's text (``configs/shapes/llama-tiny_shapes_lm.py``);
+   world's text (``...lm-text.py``), on binding episodes alone, which makes
+   it bind names in context (``...lm-binding.py``), and on the world's text
+   again (``...lm.py``);
 2. the LM's probes (:mod:`mmflamingo.shapes_world.probes`): copying,
    text-only binding and reading, on held-out text;
 3. Flamingo on the mixture of interleaved documents, pairs and videos
@@ -60,8 +62,9 @@ SHIPPED = dict(
 # a pair of tokens is merged only if it occurs this often in the world's
 # text: the syllables of the names do, no pair of them (a name) does
 MIN_MERGE_FREQUENCY = 10
-STAGES = ('world', 'tokenizer', 'vision', 'lm-induction', 'lm', 'flamingo',
-          'eval')
+# the LM's stages, in order: each trains on the previous one's export
+LM_STAGES = ('lm-induction', 'lm-text', 'lm-binding', 'lm')
+STAGES = ('world', 'tokenizer', 'vision', *LM_STAGES, 'flamingo', 'eval')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -133,8 +136,10 @@ class Recipe:
         self.paths = dict(
             tokenizer=osp.join(self.work, 'tokenizer'),
             vision=osp.join(self.work, 'vision', 'hf'),
-            lm_induction=osp.join(self.work, 'lm-induction', 'hf'),
-            lm=osp.join(self.work, 'lm', 'hf'),
+            **{
+                stage: osp.join(self.work, stage, 'hf')
+                for stage in LM_STAGES
+            },
             flamingo=osp.join(self.work, 'flamingo'),
             checkpoint=osp.join(self.work, 'flamingo',
                                 'flamingo-tiny_shapes.pth'),
@@ -154,19 +159,15 @@ class Recipe:
                 f'{dataset}.data_root={d}',
                 f'custom_hooks.0.out_dir={p["vision"]}',
             ],
-            'lm-induction': [
-                f'model.tokenizer.pretrained={p["tokenizer"]}',
-                f'{dataset}.data_root={d}',
-                f'{dataset}.tokenizer.pretrained={p["tokenizer"]}',
-                f'custom_hooks.0.out_dir={p["lm_induction"]}',
-            ],
-            'lm': [
-                f'model.tokenizer.pretrained={p["tokenizer"]}',
-                f'model.pretrained={p["lm_induction"]}',
-                f'{dataset}.data_root={d}',
-                f'{dataset}.tokenizer.pretrained={p["tokenizer"]}',
-                f'custom_hooks.0.out_dir={p["lm"]}',
-            ],
+            **{
+                stage: [
+                    f'model.tokenizer.pretrained={p["tokenizer"]}',
+                    f'{dataset}.data_root={d}',
+                    f'{dataset}.tokenizer.pretrained={p["tokenizer"]}',
+                    f'custom_hooks.0.out_dir={p[stage]}',
+                ] + ([f'model.pretrained={p[LM_STAGES[i - 1]]}'] if i else [])
+                for i, stage in enumerate(LM_STAGES)
+            },
             'flamingo':
             self.model_options() + [
                 f'randomness.seed={self.args.train_seed}',
@@ -288,13 +289,10 @@ class Recipe:
         self.train('vision', 'configs/shapes/clip-tiny_shapes_contrastive.py',
                    osp.join(work, 'vision'),
                    osp.join(self.paths['vision'], 'config.json'))
-        self.train('lm-induction',
-                   'configs/shapes/llama-tiny_shapes_lm-induction.py',
-                   osp.join(work, 'lm-induction'),
-                   osp.join(self.paths['lm_induction'], 'config.json'))
-        self.train('lm', 'configs/shapes/llama-tiny_shapes_lm.py',
-                   osp.join(work, 'lm'),
-                   osp.join(self.paths['lm'], 'config.json'))
+        for stage in LM_STAGES:
+            self.train(stage, f'configs/shapes/llama-tiny_shapes_{stage}.py',
+                       osp.join(work, stage),
+                       osp.join(self.paths[stage], 'config.json'))
         if self.args.export_pretrained:
             export_pretrained(self.paths['vision'], self.paths['lm'])
 

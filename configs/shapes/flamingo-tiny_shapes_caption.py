@@ -9,11 +9,13 @@ _base_ = [
     './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
 ]
 
-# `_scope_`: MMPretrain's `get_model` builds in its own scope
+# `_scope_`: MMPretrain's `get_model` builds in its own scope; inference
+# sees each image once: no token cache (training's)
 model = dict(
     _scope_='mmflamingo',
     task='caption',
-    generation_cfg=dict(num_beams=1, max_new_tokens=20))
+    backbone=dict(cache_size=0),
+    generation_cfg=dict(num_beams=1, max_new_tokens=32))
 
 test_pipeline = [
     dict(type='mmflamingo.apis.FlamingoPromptInputs', prompt='<image>Output:'),

@@ -9,7 +9,7 @@ _base_ = [
     './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
 ]
 model = dict(
-    task='caption', generation_cfg=dict(num_beams=1, max_new_tokens=20))
+    task='caption', generation_cfg=dict(num_beams=1, max_new_tokens=32))
 captions = dict(
     type='KarpathyCaptionDataset',
     data_root={{_base_.shapes_root}},

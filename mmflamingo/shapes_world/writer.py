@@ -64,9 +64,10 @@ SCALES: Dict[str, dict] = dict(
         binding_train=6,
         binding_val=3,
         videos=12,
-        video_val=4),
+        video_val=4,
+        syllable_lines=7),
     default=dict(
-        train_scenes=4000,
+        train_scenes=20000,
         caption_test=300,
         vqa_val_scenes=250,
         scene_docs=3000,
@@ -74,9 +75,10 @@ SCALES: Dict[str, dict] = dict(
         binding_train=3000,
         binding_val=120,
         videos=1200,
-        video_val=400),
+        video_val=400,
+        syllable_lines=1075),
 )
-VERSION = 3
+VERSION = 4
 VQA_PER_SCENE = 2
 DOC_IMAGES = (3, 9)  # images of a scene document: at least, at most
 DOC_KINDS = ('caption', 'vqa', 'mixed')
@@ -380,9 +382,10 @@ class _World:
                     s['raw'] for s in entry['sentences']))
         for question in self.questions['vqa_train']:
             self.tokenizer_text.append(question['question'])
-        # each pair of syllables a few times at most, so that no name, a
-        # pair, becomes a token (with min_frequency 10, see the recipe)
-        for _ in range(len(self.karpathy) // 4):
+        # each pair of syllables a few times at most (about 5), so that no
+        # name, a pair, becomes a token (with min_frequency 10, see the
+        # recipe), however many scenes the world has
+        for _ in range(self.scale['syllable_lines']):
             self.tokenizer_text.append(' '.join(syllable_words(rng, 12)))
 
     def lm_world(self) -> dict:

@@ -55,7 +55,8 @@ def test_quick_recipe_on_the_shipped_parts(tmp_path):
     for stage in ('world', 'flamingo', 'eval caption random', 'eval vqa rices',
                   'eval binding rices', 'eval video rices'):
         assert f'=== stage: {stage} ===' in out
-    for stage in ('tokenizer', 'vision', 'lm-induction', 'lm'):
+    for stage in ('tokenizer', 'vision', 'lm-induction', 'lm-text',
+                  'lm-binding', 'lm'):
         assert f'=== stage: {stage}' not in out
     assert 'LM probes (held-out text): copy' in out
     assert osp.isfile(work / 'flamingo' / 'flamingo-tiny_shapes.pth')
@@ -80,8 +81,8 @@ def test_quick_recipe_on_the_shipped_parts(tmp_path):
 def test_quick_recipe_from_scratch(tmp_path):
     work = tmp_path / 'work'
     out = run_recipe(tmp_path, '--from-scratch')
-    for stage in ('world', 'tokenizer', 'vision', 'lm-induction', 'lm',
-                  'flamingo', 'eval video random'):
+    for stage in ('world', 'tokenizer', 'vision', 'lm-induction', 'lm-text',
+                  'lm-binding', 'lm', 'flamingo', 'eval video random'):
         assert f'=== stage: {stage} ===' in out
     # the LM and vision encoder trained here, not the shipped ones
     assert osp.isfile(work / 'vision' / 'hf' / 'config.json')
