@@ -50,8 +50,11 @@ def test_config(path):
 @pytest.mark.parametrize('path', EVAL_CONFIGS, ids=osp.basename)
 def test_eval_config(path):
     cfg = Config.fromfile(path)
-    assert cfg.model.task == cfg.fewshot_eval.task
-    assert cfg.fewshot_eval.shots == [0, 4, 8, 16, 32]
+    assert cfg.test_cfg.type == 'FewShotTestLoop'
+    assert cfg.model.task == cfg.test_cfg.task
+    assert cfg.test_cfg.shots == [0, 4, 8, 16, 32]
+    assert cfg.test_dataloader.dataset.split in ('test', 'val')
+    assert cfg.test_evaluator.type in ('CaptionMetric', 'VQAAccuracy')
     assert cfg.model.checkpoint  # the converted OpenFlamingo weights
 
 

@@ -1,5 +1,6 @@
-"""Few-shot classification (mmflamingo.evaluation.fewshot) on a tiny Flamingo,
-a tiny ImageNet-style folder and a tiny HatefulMemes file written here."""
+"""Few-shot classification (the FewShotTestLoop, class_scoring) on a tiny
+Flamingo, a tiny ImageNet-style folder and a tiny HatefulMemes file written
+here."""
 import json
 import math
 
@@ -11,13 +12,12 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.evaluator import BaseMetric
 from PIL import Image
 
-from mmflamingo.apis import init_model
+from mmflamingo.apis import evaluate_fewshot, init_model
 from mmflamingo.datasets.transforms import media_pipeline, write_video
 from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
-                                   evaluate_fewshot)
+                                   build_query_prompt, demo_orders,
+                                   format_markdown)
 from mmflamingo.evaluation.bootstrap import bootstrap_ci
-from mmflamingo.evaluation.fewshot import (build_query_prompt, demo_orders,
-                                           format_markdown)
 from mmflamingo.registry import DATASETS, METRICS
 from mmflamingo.testing import tiny_flamingo_config
 
@@ -95,26 +95,40 @@ def model(tokenizer_dir):
     return init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
 
 
-def fewshot_cfg(datasets, support, query, **kwargs) -> dict:
-    cfg = dict(
-        task='classification',
-        support=datasets[support],
-        query=datasets[query],
-        shots=[0, 2],
-        num_trials=1,
-        batch_size=2,
-        metric=dict(type='RankClassificationMetric'))
-    cfg.update(kwargs)
-    return cfg
+def fewshot_cfg(datasets,
+                support,
+                query,
+                metric=None,
+                batch_size=2,
+                **settings) -> dict:
+    """A few-shot classification test config (test_cfg settings first)."""
+    settings = {**dict(shots=[0, 2], num_trials=1), **settings}
+    return dict(
+        test_dataloader=dict(
+            batch_size=batch_size,
+            dataset=datasets[query],
+            sampler=dict(type='DefaultSampler', shuffle=False)),
+        test_evaluator=metric or dict(type='RankClassificationMetric'),
+        test_cfg=dict(
+            type='FewShotTestLoop',
+            task='classification',
+            support=datasets[support],
+            **settings))
 
 
-def direct_scores(model, prompt, media, names) -> torch.Tensor:
+def with_settings(cfg, **settings) -> dict:
+    """``cfg`` with other test_cfg settings."""
+    return {**cfg, 'test_cfg': {**cfg['test_cfg'], **settings}}
+
+
+def direct_scores(model, prompt, media, names, **kwargs) -> torch.Tensor:
     """``model.score`` of one prompt, all names in one call."""
     pipeline = Compose(media_pipeline(model.backbone.image_size))
     data = model.data_preprocessor(
         pseudo_collate([pipeline(dict(media=media, text=prompt))]), False)
     data['data_samples'][0].candidates = list(names)
-    return model.score(data['images'], data['data_samples'])[0].pred_scores
+    return model.score(data['images'], data['data_samples'],
+                       **kwargs)[0].pred_scores
 
 
 def check_metrics(summary, names):
@@ -151,7 +165,10 @@ def test_imagenet_fewshot(tmp_path, model):
     assert all(r['mean']['classification/accuracy/top5'] == 100
                for r in summary['results'])
     assert summary['num_queries'] == 3 and summary['num_support'] == 6
-    # the ImageNet template, demos joined with ''; 2 chunks of names
+    # each prompt is run once (2 shot counts x 3 queries), its 3 names in
+    # 2 chunks after it
+    assert len(prompts) == 6
+    # the ImageNet template, demos joined with ''
     assert prompts[-1].endswith('<|endofchunk|><image>Output:')
     assert prompts[-1].count('<image>') == 3
     assert prompts[0].count('<image>') == 1
@@ -189,6 +206,7 @@ def test_scores_match_model_score(tmp_path, model):
     one_by_one = runner_scores(candidate_batch_size=1)
     all_at_once = runner_scores(candidate_batch_size=3)
     ensembled = runner_scores(num_permutations=2)
+    means = runner_scores(score_reduction='mean')
 
     support_set = DATASETS.build(datasets['train'])
     query_set = DATASETS.build(datasets['val'])
@@ -201,6 +219,7 @@ def test_scores_match_model_score(tmp_path, model):
         query_keys=[q['sample_id'] for q in queries])
     builder = FewShotPromptBuilder('imagenet')
     assert len(one_by_one) == len(all_at_once) == len(ensembled) == 3
+    assert len(means) == 3
     for q, query in enumerate(queries):
         prompt, media, demos = build_query_prompt(builder, selector, support,
                                                   query, q, 2)
@@ -213,6 +232,16 @@ def test_scores_match_model_score(tmp_path, model):
         tolerance = dict(rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(one_by_one[q], expected, **tolerance)
         torch.testing.assert_close(all_at_once[q], expected, **tolerance)
+        # OpenFlamingo's ranking: the mean log-prob per token of the name
+        torch.testing.assert_close(
+            means[q],
+            direct_scores(model, prompt, media, CLASS_NAMES, reduction='mean'),
+            **tolerance)
+        lengths = torch.tensor([
+            len(model.tokenizer(n, add_special_tokens=False)['input_ids'])
+            for n in CLASS_NAMES
+        ])
+        torch.testing.assert_close(means[q], expected / lengths, **tolerance)
         # 2 demos have 2 orders: as selected, then reversed
         reversed_prompt, reversed_media = builder.build(
             query, [support[i] for i in demos[::-1]], 2)
@@ -415,15 +444,15 @@ def test_media_pipeline_loads_video_queries(tmp_path, model):
     with pytest.raises(ValueError, match=r'cannot read image .*\.mp4'):
         evaluate_fewshot(model, cfg)
     with pytest.raises(ValueError, match=r'cannot read image .*\.mp4'):
-        evaluate_fewshot(model, {**cfg, 'cache_media': False})
+        evaluate_fewshot(model, with_settings(cfg, cache_media=False))
 
     runs = []
     for cache_media in (True, False):
         RECORDED.clear()
-        evaluate_fewshot(model, {
-            **cfg, 'media_pipeline': video_pipeline,
-            'cache_media': cache_media
-        })
+        evaluate_fewshot(
+            model,
+            with_settings(
+                cfg, media_pipeline=video_pipeline, cache_media=cache_media))
         runs.append(list(RECORDED))
 
     support_set = DATASETS.build(datasets['train'])
