@@ -3,6 +3,7 @@ Flamingo, a tiny ImageNet-style folder and a tiny HatefulMemes file written
 here."""
 import json
 import math
+import os.path as osp
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.evaluator import BaseMetric
 from PIL import Image
+from test_fewshot import TOOL, load_tool
 
 from mmflamingo.apis import evaluate_fewshot, init_model
 from mmflamingo.datasets.transforms import media_pipeline, write_video
@@ -479,3 +481,49 @@ def test_media_pipeline_loads_video_queries(tmp_path, model):
                                data['data_samples'])[0].pred_scores
         for run in runs:
             torch.testing.assert_close(run[q], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_test_tool_classifies(tmp_path, tokenizer_dir):
+    """tools/test.py ranks ImageNet-style class names through the Runner,
+    by OpenFlamingo's mean per token when asked."""
+    datasets = imagenet_datasets(tmp_path)
+    cfg = dict(
+        model=tiny_flamingo_config(tokenizer_dir),
+        **fewshot_cfg(
+            datasets,
+            'train',
+            'val',
+            metric=[
+                dict(type='RankClassificationMetric'),
+                dict(type='RecordScores')
+            ],
+            candidate_batch_size=2,
+            num_trials=2))
+    config_file = tmp_path / 'tiny_imagenet.py'
+    config_file.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
+    scores = {}
+    for reduction in ('sum', 'mean'):
+        work_dir = str(tmp_path / f'work_dir_{reduction}')
+        RECORDED.clear()
+        summary = load_tool(TOOL).main([
+            str(config_file), 'none', '--work-dir', work_dir,
+            '--cfg-options', f'test_cfg.score_reduction={reduction}'
+        ])
+        scores[reduction] = torch.stack(RECORDED)
+        with open(osp.join(work_dir, 'fewshot_results.json')) as f:
+            assert json.load(f) == summary
+        check_metrics(
+            summary,
+            ['classification/accuracy/top1', 'classification/accuracy/top5'])
+        assert [len(row['trials']) for row in summary['results']] == [2, 2]
+    # 3 queries x 2 shot counts x 2 trials, each name's score the sum of its
+    # tokens' log-probs, or their mean (the same model: seeded the same)
+    assert scores['sum'].shape == (12, 3)
+    tokenizer = init_model(Config(cfg)).tokenizer
+    lengths = torch.tensor([
+        len(tokenizer(name, add_special_tokens=False)['input_ids'])
+        for name in CLASS_NAMES
+    ])
+    assert lengths.tolist() != [lengths[0]] * 3
+    torch.testing.assert_close(
+        scores['mean'], scores['sum'] / lengths, rtol=1e-6, atol=1e-6)
