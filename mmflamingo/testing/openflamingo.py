@@ -22,7 +22,8 @@ from .tiny import build_tiny_tokenizer, tiny_lm_config
 __all__ = [
     'OpenCLIPStyleVisual', 'build_openflamingo', 'randomise_openflamingo',
     'openflamingo_trainable_state_dict', 'save_openflamingo_checkpoint',
-    'build_openflamingo_pair', 'openflamingo_rank_classifications'
+    'build_openflamingo_pair', 'openflamingo_image_processor',
+    'openflamingo_vision_x', 'openflamingo_rank_classifications'
 ]
 
 
@@ -329,6 +330,41 @@ def build_openflamingo_pair(lm_type: str,
         _mmflamingo_config(dirs['tokenizer'], dirs['clip'], dirs['lm'],
                            cross_attn_every_n_layers, converted))
     return of_model, mm_model.eval(), tokenizer
+
+
+def openflamingo_image_processor(image_size: int):
+    """OpenCLIP's eval preprocessing at ``image_size``, as OpenFlamingo's
+    ``create_model_and_transforms`` returns it (bicubic resize, centre crop,
+    CLIP's normalisation)."""
+    from torchvision import transforms
+
+    from mmflamingo.models.data_preprocessor import CLIP_MEAN, CLIP_STD
+    return transforms.Compose([
+        transforms.Resize(
+            image_size, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(image_size),
+        transforms.ToTensor(),
+        transforms.Normalize([m / 255 for m in CLIP_MEAN],
+                             [s / 255 for s in CLIP_STD]),
+    ])
+
+
+def openflamingo_vision_x(batch_images: List[list],
+                          image_processor) -> torch.Tensor:
+    """``EvalModel._prepare_images`` of OpenFlamingo's evaluation: every
+    image of every prompt preprocessed, ``(B, N, 1, C, H, W)``, zeros where
+    a prompt has fewer than N images."""
+    per_example = max(len(images) for images in batch_images)
+    vision_x = None
+    for i, images in enumerate(batch_images):
+        for j, image in enumerate(images):
+            pixels = image_processor(image.convert('RGB'))
+            if vision_x is None:
+                vision_x = torch.zeros(
+                    (len(batch_images), per_example, 1) + pixels.shape,
+                    dtype=pixels.dtype)
+            vision_x[i, j, 0] = pixels
+    return vision_x
 
 
 @torch.no_grad()
