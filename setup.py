@@ -74,7 +74,7 @@ if __name__ == '__main__':
         packages=find_packages(
             exclude=('configs', 'configs.*', 'tools', 'tools.*', 'demo',
                      'demo.*', 'tests', 'tests.*')),
-        # ImageNet's class names (mmflamingo.datasets.IMAGENET_CLASS_NAMES_FILE)
+        # mmflamingo.datasets.IMAGENET_CLASS_NAMES_FILE
         package_data={'mmflamingo': ['datasets/imagenet_classnames.txt']},
         classifiers=[
             'Development Status :: 3 - Alpha',
