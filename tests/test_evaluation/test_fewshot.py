@@ -16,8 +16,8 @@ from PIL import Image
 
 from mmflamingo.apis import evaluate_fewshot, init_model
 from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
-                                   build_query_prompt, save_rices_features,
-                                   to_metric_sample)
+                                   build_query_prompt, demo_selection,
+                                   save_rices_features, to_metric_sample)
 from mmflamingo.registry import DATASETS
 from mmflamingo.testing import tiny_flamingo_config
 
@@ -371,7 +371,7 @@ def test_test_tool(tmp_path, tokenizer_dir):
         load_tool(TOOL).main([str(old_file), 'none'])
 
 
-def test_rices_demos_reach_the_prompts(tmp_path, tokenizer_dir):
+def test_rices_demos_reach_the_prompts(tmp_path, tokenizer_dir, monkeypatch):
     """With RICES the prompt holds the most similar support samples, the
     most similar last, the same in every trial."""
     datasets = karpathy_datasets(tmp_path)
@@ -411,6 +411,19 @@ def test_rices_demos_reach_the_prompts(tmp_path, tokenizer_dir):
     model.generation_cfg = dict(model.generation_cfg, do_sample=True)
     evaluate_fewshot(model, cfg)
     assert len(prompts) == 3 + 6
+
+    # the two feature files are read once per run, whatever the shot counts
+    # and trials
+    loaded = []
+    load = demo_selection.load_rices_features
+
+    def recording_load(path, *args, **kwargs):
+        loaded.append(osp.basename(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(demo_selection, 'load_rices_features', recording_load)
+    evaluate_fewshot(model, override(cfg, shots=[1, 2], num_trials=3))
+    assert sorted(loaded) == ['query.pth', 'support.pth']
 
 
 def answer_with(model, choose):
