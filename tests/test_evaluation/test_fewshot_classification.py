@@ -506,8 +506,8 @@ def test_test_tool_classifies(tmp_path, tokenizer_dir):
         work_dir = str(tmp_path / f'work_dir_{reduction}')
         RECORDED.clear()
         summary = load_tool(TOOL).main([
-            str(config_file), 'none', '--work-dir', work_dir,
-            '--cfg-options', f'test_cfg.score_reduction={reduction}'
+            str(config_file), 'none', '--work-dir', work_dir, '--cfg-options',
+            f'test_cfg.score_reduction={reduction}'
         ])
         scores[reduction] = torch.stack(RECORDED)
         with open(osp.join(work_dir, 'fewshot_results.json')) as f:
