@@ -415,6 +415,11 @@ def main() -> None:
                 conn = workers[side][1]
                 conn.send(args.num_queries)
                 runs[side].append(conn.recv())
+                # as it comes, should the job be cut short
+                print(
+                    f"{side} run {len(runs[side])}: "
+                    f"{runs[side][-1]['seconds']:.1f} s",
+                    flush=True)
         for process, conn in workers.values():
             conn.send(None)
             process.join()
