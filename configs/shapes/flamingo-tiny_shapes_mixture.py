@@ -61,9 +61,9 @@ optim_wrapper = dict(
             'new_bias': dict(decay_mult=0.0),
             '_gate': dict(lr_mult=10.0, decay_mult=0.0),
         }))
-train_cfg = dict(max_iters=1200)
+train_cfg = dict(max_iters=1000)
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=1200, max_keep_ckpts=1))
+    checkpoint=dict(interval=1000, max_keep_ckpts=1))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 work_dir = 'work_dirs/shapes/flamingo'
