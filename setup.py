@@ -74,6 +74,8 @@ if __name__ == '__main__':
         packages=find_packages(
             exclude=('configs', 'configs.*', 'tools', 'tools.*', 'demo',
                      'demo.*', 'tests', 'tests.*')),
+        # mmflamingo.datasets.IMAGENET_CLASS_NAMES_FILE
+        package_data={'mmflamingo': ['datasets/imagenet_classnames.txt']},
         classifiers=[
             'Development Status :: 3 - Alpha',
             'Operating System :: OS Independent',

@@ -30,6 +30,7 @@ import mmflamingo.datasets.eval_datasets  # noqa: F401 (registers them)
 from mmflamingo.apis import init_model
 from mmflamingo.datasets.transforms import media_pipeline
 from mmflamingo.evaluation.demo_selection import save_rices_features
+from mmflamingo.evaluation.fewshot_settings import OLD_KEY_HELP
 from mmflamingo.registry import DATASETS
 
 # the config key of the dataset of each split
@@ -81,7 +82,7 @@ def compute_features(
             ``sample_id``.
         batch_size (int): Media per forward.
         pipeline (list, optional): How a medium is loaded, as the few-shot
-            evaluation loads it (``fewshot_eval.media_pipeline``, e.g.
+            evaluation loads it (``test_cfg.media_pipeline``, e.g.
             ``LoadVideoFrames`` for videos). Defaults to the image pipeline.
 
     Returns:
@@ -109,6 +110,8 @@ def compute_features(
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
+    if 'fewshot_eval' in cfg:
+        raise KeyError(f'{args.config}: {OLD_KEY_HELP}')
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     key = SPLIT_KEYS[args.split]
@@ -120,9 +123,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     if len(dataset) == 0:
         raise ValueError(f'the {args.split} dataset of {args.config} is '
                          'empty')
-    features, keys = compute_features(
-        model, dataset, args.batch_size,
-        cfg.get('fewshot_eval', {}).get('media_pipeline'))
+    features, keys = compute_features(model, dataset, args.batch_size,
+                                      (cfg.get('test_cfg')
+                                       or {}).get('media_pipeline'))
     if args.fp16:
         features = features.half()
     save_rices_features(args.out, features, keys,

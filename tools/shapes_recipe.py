@@ -136,10 +136,8 @@ class Recipe:
         self.paths = dict(
             tokenizer=osp.join(self.work, 'tokenizer'),
             vision=osp.join(self.work, 'vision', 'hf'),
-            **{
-                stage: osp.join(self.work, stage, 'hf')
-                for stage in LM_STAGES
-            },
+            **{stage: osp.join(self.work, stage, 'hf')
+               for stage in LM_STAGES},
             flamingo=osp.join(self.work, 'flamingo'),
             checkpoint=osp.join(self.work, 'flamingo',
                                 'flamingo-tiny_shapes.pth'),
@@ -194,21 +192,20 @@ class Recipe:
     def eval_options(self, task: str, selection: str) -> List[str]:
         rices = osp.join(self.paths['rices'], task)
         opts = self.model_options() + [
-            f'fewshot_eval.demo_selection={selection}',
-            f'fewshot_eval.rices_support_features={rices}_support.pth',
-            f'fewshot_eval.rices_query_features={rices}_query.pth',
+            f'test_cfg.demo_selection={selection}',
+            f'test_cfg.rices_support_features={rices}_support.pth',
+            f'test_cfg.rices_query_features={rices}_query.pth',
         ]
         if selection == 'rices':
             # RICES picks the same demos in every trial
-            opts.append('fewshot_eval.num_trials=1')
-        for split in ('support', 'query'):
-            opts.append(f'fewshot_eval.{split}.data_root={self.data}')
-        for key in ('rices_dataset', 'rices_query_dataset'):
+            opts.append('test_cfg.num_trials=1')
+        for key in ('test_cfg.support', 'test_dataloader.dataset',
+                    'rices_dataset', 'rices_query_dataset'):
             opts.append(f'{key}.data_root={self.data}')
         if self.args.quick:
             opts += [
-                'fewshot_eval.max_queries=4', 'fewshot_eval.shots=[0,2]',
-                'fewshot_eval.num_trials=1'
+                'test_cfg.max_queries=4', 'test_cfg.shots=[0,2]',
+                'test_cfg.num_trials=1'
             ]
         return opts
 

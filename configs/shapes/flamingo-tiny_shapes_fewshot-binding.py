@@ -26,10 +26,16 @@ rices_query_dataset = dict(
     question_file='binding/val_questions.json',
     annotation_file='binding/val_annotations.json',
     split='val')
-fewshot_eval = dict(
+test_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    dataset=rices_query_dataset,
+    sampler=dict(type='DefaultSampler', shuffle=False))
+test_evaluator = dict(type='RankClassificationMetric', topk=1)
+test_cfg = dict(
+    type='FewShotTestLoop',
     task='classification',
     support=rices_dataset,
-    query=rices_query_dataset,
     shots=[0, 4, 8],
     num_trials=3,
     seed=0,
@@ -38,6 +44,4 @@ fewshot_eval = dict(
     rices_support_features='work_dirs/shapes/rices/binding_support.pth',
     rices_query_features='work_dirs/shapes/rices/binding_query.pth',
     prompt={{_base_.qa_prompt}},
-    candidate_prefix=' ',
-    batch_size=16,
-    metric=dict(type='RankClassificationMetric', topk=1))
+    candidate_prefix=' ')

@@ -3,7 +3,7 @@
 #   python tools/test.py \
 #       configs/shapes/flamingo-tiny_shapes_fewshot-caption.py \
 #       work_dirs/shapes/flamingo/flamingo-tiny_shapes.pth
-# RICES demos: `--cfg-options fewshot_eval.demo_selection=rices` after
+# RICES demos: `--cfg-options test_cfg.demo_selection=rices` after
 # caching features with tools/cache_rices_features.py (the recipe does).
 _base_ = [
     './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
@@ -17,16 +17,20 @@ captions = dict(
     data_prefix=dict(img_path='images'))
 rices_dataset = dict(**captions, split='train')
 rices_query_dataset = dict(**captions, split='test')
-fewshot_eval = dict(
+test_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    dataset=rices_query_dataset,
+    sampler=dict(type='DefaultSampler', shuffle=False))
+test_evaluator = dict(type='CaptionMetric', metrics=['CIDEr'])
+test_cfg = dict(
+    type='FewShotTestLoop',
     task='caption',
     support=rices_dataset,
-    query=rices_query_dataset,
     shots=[0, 4, 8],
     num_trials=3,
     seed=0,
     demo_selection='random',
     rices_support_features='work_dirs/shapes/rices/caption_support.pth',
     rices_query_features='work_dirs/shapes/rices/caption_query.pth',
-    prompt={{_base_.caption_prompt}},
-    batch_size=16,
-    metric=dict(type='CaptionMetric', metrics=['CIDEr']))
+    prompt={{_base_.caption_prompt}})

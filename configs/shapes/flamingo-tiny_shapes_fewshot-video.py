@@ -25,10 +25,16 @@ rices_query_dataset = dict(
     question_file='videoqa/val_questions.json',
     annotation_file='videoqa/val_annotations.json',
     split='val')
-fewshot_eval = dict(
+test_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    dataset=rices_query_dataset,
+    sampler=dict(type='DefaultSampler', shuffle=False))
+test_evaluator = dict(type='VQAAccuracy')
+test_cfg = dict(
+    type='FewShotTestLoop',
     task='vqa',
     support=rices_dataset,
-    query=rices_query_dataset,
     shots=[0, 4],
     num_trials=3,
     seed=0,
@@ -36,6 +42,4 @@ fewshot_eval = dict(
     rices_support_features='work_dirs/shapes/rices/video_support.pth',
     rices_query_features='work_dirs/shapes/rices/video_query.pth',
     prompt={{_base_.qa_prompt}},
-    media_pipeline={{_base_.video_pipeline}},
-    batch_size=16,
-    metric=dict(type='VQAAccuracy'))
+    media_pipeline={{_base_.video_pipeline}})

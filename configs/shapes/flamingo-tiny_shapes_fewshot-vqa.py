@@ -23,16 +23,20 @@ rices_query_dataset = dict(
     question_file='vqa/val_questions.json',
     annotation_file='vqa/val_annotations.json',
     split='val')
-fewshot_eval = dict(
+test_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    dataset=rices_query_dataset,
+    sampler=dict(type='DefaultSampler', shuffle=False))
+test_evaluator = dict(type='VQAAccuracy')
+test_cfg = dict(
+    type='FewShotTestLoop',
     task='vqa',
     support=rices_dataset,
-    query=rices_query_dataset,
     shots=[0, 4, 8],
     num_trials=3,
     seed=0,
     demo_selection='random',
     rices_support_features='work_dirs/shapes/rices/vqa_support.pth',
     rices_query_features='work_dirs/shapes/rices/vqa_query.pth',
-    prompt={{_base_.qa_prompt}},
-    batch_size=16,
-    metric=dict(type='VQAAccuracy'))
+    prompt={{_base_.qa_prompt}})

@@ -17,8 +17,9 @@ from importlib.abc import MetaPathFinder
 from importlib.util import find_spec
 
 __all__ = [
-    'get_model', 'init_model', 'inference_model', 'list_models',
-    'get_model_info', 'register_model_index', 'FlamingoPromptInputs'
+    'get_model', 'init_model', 'inference_model', 'evaluate_fewshot',
+    'list_models', 'get_model_info', 'register_model_index',
+    'FlamingoPromptInputs'
 ]
 
 # public name -> the submodule defining it
@@ -26,6 +27,7 @@ _SUBMODULES = {
     'get_model': 'inference',
     'init_model': 'inference',
     'inference_model': 'inference',
+    'evaluate_fewshot': 'fewshot',
     'list_models': 'model_index',
     'get_model_info': 'model_index',
     'register_model_index': 'model_index',

@@ -1,8 +1,9 @@
 from .base_dataset import (SAMPLE_ERRORS, BaseFlamingoDataset, FilteredSample,
                            UnusableSample)
 from .dataset_wrappers import LossWeightedDataset
-from .eval_datasets import (HatefulMemesDataset, ImageFolderClassification,
-                            KarpathyCaptionDataset, VQADataset)
+from .eval_datasets import (IMAGENET_CLASS_NAMES_FILE, HatefulMemesDataset,
+                            ImageFolderClassification, KarpathyCaptionDataset,
+                            VQADataset)
 from .image_text import CocoCaptionPairs, JsonlImageText, WebDatasetImageText
 from .interleaved import MMC4Interleaved, WebDatasetInterleaved
 from .text_corpus import TextCorpusDataset
@@ -14,5 +15,6 @@ __all__ = [
     'LossWeightedDataset', 'CocoCaptionPairs', 'JsonlImageText',
     'WebDatasetImageText', 'MMC4Interleaved', 'WebDatasetInterleaved',
     'VideoTextPairs', 'KarpathyCaptionDataset', 'VQADataset',
-    'HatefulMemesDataset', 'ImageFolderClassification', 'TextCorpusDataset'
+    'HatefulMemesDataset', 'ImageFolderClassification',
+    'IMAGENET_CLASS_NAMES_FILE', 'TextCorpusDataset'
 ]

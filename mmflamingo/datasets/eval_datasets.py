@@ -42,6 +42,11 @@ from mmflamingo.tokens import flamingo_tokens_in
 from .sequence_dataset import check_dir, check_file
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+# ImageNet's 1000 class names, one a line in the order of the sorted WordNet
+# ids: the curated names of CLIP's zero-shot evaluation, which OpenFlamingo
+# ranks (its IMAGENET_CLASSNAMES); public data, shipped with the package
+IMAGENET_CLASS_NAMES_FILE = osp.join(
+    osp.dirname(osp.abspath(__file__)), 'imagenet_classnames.txt')
 # the fields of a sample whose text reaches a prompt or a scored candidate
 TEXT_FIELDS = ('caption', 'captions', 'question', 'answers',
                'multiple_choices', 'text', 'class_name')
@@ -421,7 +426,8 @@ class ImageFolderClassification(BaseEvalDataset):
     Classes are the sub-directories in sorted order (ImageNet's WordNet ids,
     as torchvision's ``ImageFolder``); ``class_names_file`` has one
     human-readable name per line, the i-th naming the i-th class (for
-    ImageNet, OpenFlamingo's ``IMAGENET_CLASSNAMES`` one per line).
+    ImageNet, :data:`IMAGENET_CLASS_NAMES_FILE`, the names OpenFlamingo
+    ranks).
     ``sample_id`` is the image's path relative to the split directory.
 
     Args:

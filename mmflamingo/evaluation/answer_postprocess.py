@@ -2,8 +2,8 @@
 
 After ``Short answer:`` a model often goes on with the next few-shot
 example, so its generation is cut into an answer before the metric sees it
-(:func:`~mmflamingo.evaluation.fewshot.to_metric_sample`), which then scores
-exactly that string. ``fewshot_eval.answer_postprocess`` names the cut:
+(:func:`~mmflamingo.evaluation.fewshot_batch.to_metric_sample`), which then
+scores exactly that string. ``test_cfg.answer_postprocess`` names the cut:
 
 - ``'openflamingo'`` (the default): OpenFlamingo's
   ``postprocess_vqa_generation``: cut before the first 'Question', 'Answer'
@@ -175,7 +175,7 @@ def check_answer_postprocess(mode: Optional[str]) -> None:
     """Raise ``ValueError`` unless ``mode`` is None or in
     :data:`ANSWER_POSTPROCESS`."""
     if mode is not None and mode not in ANSWER_POSTPROCESS:
-        raise ValueError('fewshot_eval.answer_postprocess must be one of '
+        raise ValueError('test_cfg.answer_postprocess must be one of '
                          f'{ANSWER_POSTPROCESS} or None, got {mode!r}')
 
 

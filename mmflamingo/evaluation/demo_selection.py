@@ -21,13 +21,25 @@ support samples of its group.
 RICES features are computed once by ``tools/cache_rices_features.py`` and
 stored with :func:`save_rices_features`: a ``torch.save`` of
 ``{'features': (N, D) float tensor, L2-normalised, 'keys': [N sample ids],
-'config': str}``.
+'config': str}``. A few-shot run loads them once
+(:func:`load_rices_pair`) and builds each trial's selector with
+:func:`build_demo_selector`; :func:`demo_orders` gives the orders of a
+query's demos for prompt ensembling.
 """
+import math
 import os.path as osp
-from typing import Hashable, List, Optional, Sequence
+from typing import Hashable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
+from .fewshot_settings import FewShotSettings
+
+__all__ = [
+    'RandomDemoSelector', 'RICESSelector', 'save_rices_features',
+    'load_rices_features', 'load_rices_pair', 'build_demo_selector',
+    'demo_orders'
+]
 
 
 def _check_enough(num_support: int, num_demos: int) -> None:
@@ -247,3 +259,109 @@ def load_rices_features(path: str,
             f'{len(keys)} of the dataset (first difference at position '
             f'{mismatch}); recompute it with tools/cache_rices_features.py')
     return cache
+
+
+def load_rices_pair(
+        settings: FewShotSettings, support: Sequence[dict],
+        queries: Sequence[dict]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The support and query RICES features of a run, loaded once.
+
+    Args:
+        settings (FewShotSettings): Names the two feature files.
+        support (Sequence[dict]): The support samples (``sample_id``).
+        queries (Sequence[dict]): The evaluated queries; the query features
+            may cover more (``max_queries`` evaluates the first ones).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(N, D)`` support and ``(Q, D)`` query
+        features.
+
+    Raises:
+        ValueError: If a file's sample ids do not match its set, naming it.
+    """
+    support_features = load_rices_features(settings.rices_support_features,
+                                           [s['sample_id']
+                                            for s in support])['features']
+    query_features = load_rices_features(settings.rices_query_features, None)
+    query_keys = [q['sample_id'] for q in queries]
+    if list(query_features['keys'][:len(queries)]) != query_keys:
+        raise ValueError(
+            f'{settings.rices_query_features}: its sample ids do not match '
+            "the query dataset's; recompute it with "
+            'tools/cache_rices_features.py')
+    return support_features, query_features['features'][:len(queries)]
+
+
+def _groups(samples: Sequence[dict], key: Optional[str],
+            name: str) -> Optional[list]:
+    """Each sample's ``key`` (its demo group), or None without a key."""
+    if key is None:
+        return None
+    missing = [s['sample_id'] for s in samples if key not in s]
+    if missing:
+        raise KeyError(f'test_cfg.demo_group_key is {key!r}, but '
+                       f'{len(missing)} {name} sample(s) lack it, e.g. '
+                       f'{missing[0]!r}')
+    return [s[key] for s in samples]
+
+
+def build_demo_selector(
+    settings: FewShotSettings,
+    support: Sequence[dict],
+    queries: Sequence[dict],
+    trial: int,
+    rices_features: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+) -> Union[RandomDemoSelector, RICESSelector]:
+    """The demo selector of one trial.
+
+    Random demos are drawn with seed ``settings.trial_seed(trial)``; RICES
+    demos are the same in every trial. A query is never its own demo; with
+    ``demo_group_key`` its demos share its group.
+
+    Args:
+        settings (FewShotSettings): The run's settings.
+        support (Sequence[dict]): The support samples (``sample_id``...).
+        queries (Sequence[dict]): The query samples.
+        trial (int): The trial index.
+        rices_features (tuple[Tensor, Tensor], optional): From
+            :func:`load_rices_pair`; needed with RICES.
+    """
+    keys = dict(
+        support_keys=[s['sample_id'] for s in support],
+        query_keys=[q['sample_id'] for q in queries],
+        support_groups=_groups(support, settings.demo_group_key, 'support'),
+        query_groups=_groups(queries, settings.demo_group_key, 'query'))
+    if settings.demo_selection == 'random':
+        return RandomDemoSelector(
+            len(support), seed=settings.trial_seed(trial), **keys)
+    if rices_features is None:
+        raise ValueError('RICES demos need the features of load_rices_pair')
+    return RICESSelector(*rices_features, **keys)
+
+
+def demo_orders(num_demos: int, num_permutations: int,
+                seed: Union[int, Sequence[int]]) -> List[List[int]]:
+    """Distinct orders of ``num_demos`` demos for prompt ensembling.
+
+    The first order is the given one (``[0, 1, ...]``); the others are drawn
+    at random with ``seed``, without repeats, so there are at most
+    ``num_demos!`` of them (OpenFlamingo shuffles, repeats allowed).
+
+    Args:
+        num_demos (int): The number of demos.
+        num_permutations (int): The number of orders wanted.
+        seed (int | Sequence[int]): The seed of the random orders
+            (``np.random.default_rng``'s).
+
+    Returns:
+        list[list[int]]: ``min(num_permutations, num_demos!)`` orders, each
+        a permutation of ``range(num_demos)``.
+    """
+    count = min(num_permutations, math.factorial(num_demos))
+    orders = [list(range(num_demos))]
+    rng = np.random.default_rng(seed)
+    while len(orders) < count:
+        order = rng.permutation(num_demos).tolist()
+        if order not in orders:
+            orders.append(order)
+    return orders

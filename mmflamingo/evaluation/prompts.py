@@ -39,6 +39,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mmflamingo.tokens import MEDIA_TOKEN
 
+__all__ = [
+    'PROMPT_TEMPLATES', 'FewShotPromptBuilder', 'build_query_prompt',
+    'select_answer'
+]
+
 # task -> (demo template, query template, separator after each demo)
 PROMPT_TEMPLATES: Dict[str, Dict[str, str]] = {
     'caption':
@@ -217,3 +222,26 @@ class FewShotPromptBuilder:
                 media.extend(demo['media'])
         media.extend(query['media'])
         return prompt, media
+
+
+def build_query_prompt(builder: FewShotPromptBuilder, selector,
+                       support: Sequence[dict], query: dict, query_index: int,
+                       num_shots: int) -> Tuple[str, List[Any], List[int]]:
+    """The prompt, media and demo indices of one query.
+
+    Args:
+        builder (FewShotPromptBuilder): Formats the prompt.
+        selector: Picks the demos (``select(query_index, num_demos)``).
+        support (Sequence[dict]): The support samples (data infos).
+        query (dict): The query sample.
+        query_index (int): Its index in the query set.
+        num_shots (int): The shot count.
+
+    Returns:
+        tuple[str, list, list[int]]: The prompt, its media and the support
+        indices of its demos.
+    """
+    demo_indices = selector.select(query_index, builder.num_demos(num_shots))
+    demos = [support[i] for i in demo_indices]
+    prompt, media = builder.build(query, demos, num_shots)
+    return prompt, media, demo_indices

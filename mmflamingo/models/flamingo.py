@@ -390,41 +390,67 @@ class Flamingo(BaseModel):
     def score(self,
               images: Optional[torch.Tensor],
               data_samples: List[DataSample],
-              media_tokens: Optional[torch.Tensor] = None) -> List[DataSample]:
+              media_tokens: Optional[torch.Tensor] = None,
+              reduction: str = 'sum',
+              chunk_size: Optional[int] = None) -> List[DataSample]:
         """Log-likelihood of each ``data_sample.candidates`` after its prompt.
 
-        Every sample needs the same number of candidates. Each prompt and its
-        images are encoded once and its KV cache is shared by the candidates.
-        ``media_tokens`` replace ``images`` as in :meth:`predict`.
+        Each prompt and its images are encoded once, and its KV cache serves
+        all its candidates (see :meth:`FlamingoLMHead.score`); samples may
+        have different numbers of candidates. ``media_tokens`` replace
+        ``images`` as in :meth:`predict`.
+
+        Args:
+            images (Tensor, optional): ``(B, N, T, C, H, W)``.
+            data_samples (list[DataSample]): With ``text`` (the prompt) and
+                ``candidates`` (a list of str, each scored as the text right
+                after the prompt).
+            media_tokens (Tensor, optional): ``(B, N, L, D)`` visual tokens.
+            reduction (str): ``'sum'`` or ``'mean'`` of a candidate's token
+                log-probabilities. Defaults to ``'sum'``.
+            chunk_size (int, optional): Candidates per LM call. Defaults to
+                all of them in one call.
 
         Returns:
-            list[DataSample]: with ``pred_scores``, a ``(C, )`` tensor of
-            summed log-probabilities.
+            list[DataSample]: with ``pred_scores``, a ``(C_i, )`` float32
+            tensor for the C_i candidates of sample i.
         """
         prompt = self._tokenize([s.text for s in data_samples], 'left')
         num_media = self._num_media(data_samples, prompt['input_ids'])
         candidates = [list(s.candidates) for s in data_samples]
-        num_cont = {len(c) for c in candidates}
-        if len(num_cont) != 1:
-            raise ValueError('every sample of a batch needs the same number '
-                             f'of candidates, got {sorted(num_cont)}')
-        flat = [c for cands in candidates for c in cands]
+        num = max(len(c) for c in candidates)
+        if num == 0:
+            raise ValueError('no sample of the batch has candidates')
+        # samples with fewer candidates get empty ones, which score -inf
+        flat = [
+            c for cands in candidates
+            for c in cands + [''] * (num - len(cands))
+        ]
         cont = self.tokenizer(
             flat,
             add_special_tokens=False,
             padding='longest',
             padding_side='right',
             return_tensors='pt').to(self.data_preprocessor.device)
-        shape = (len(data_samples), num_cont.pop(), -1)
+        lengths = cont['attention_mask'].sum(-1).view(-1, num)  # (B, C)
+        for i, cands in enumerate(candidates):
+            for name, length in zip(cands, lengths[i].tolist()):
+                if length == 0:
+                    raise ValueError(f'sample {i}: the candidate {name!r} '
+                                     'has no tokens')
+        shape = (len(data_samples), num, -1)
         scores = self.head.score(
             prompt['input_ids'],
             prompt['attention_mask'],
             self._visual_tokens(images, media_tokens),
             cont['input_ids'].view(shape),
             cont['attention_mask'].view(shape),
-            num_media=num_media)
-        for sample, sample_scores in zip(data_samples, scores):
-            sample.set_field(sample_scores.cpu(), 'pred_scores')
+            num_media=num_media,
+            reduction=reduction,
+            chunk_size=chunk_size)
+        for sample, cands, sample_scores in zip(data_samples, candidates,
+                                                scores):
+            sample.set_field(sample_scores[:len(cands)].cpu(), 'pred_scores')
         return data_samples
 
 

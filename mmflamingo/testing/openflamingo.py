@@ -12,7 +12,7 @@ the same function, which equivalence tests and benchmarks compare.
 """
 import os
 import os.path as osp
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -22,7 +22,8 @@ from .tiny import build_tiny_tokenizer, tiny_lm_config
 __all__ = [
     'OpenCLIPStyleVisual', 'build_openflamingo', 'randomise_openflamingo',
     'openflamingo_trainable_state_dict', 'save_openflamingo_checkpoint',
-    'build_openflamingo_pair'
+    'build_openflamingo_pair', 'openflamingo_image_processor',
+    'openflamingo_vision_x', 'openflamingo_rank_classifications'
 ]
 
 
@@ -329,3 +330,142 @@ def build_openflamingo_pair(lm_type: str,
         _mmflamingo_config(dirs['tokenizer'], dirs['clip'], dirs['lm'],
                            cross_attn_every_n_layers, converted))
     return of_model, mm_model.eval(), tokenizer
+
+
+def openflamingo_image_processor(image_size: int):
+    """OpenCLIP's eval preprocessing at ``image_size``, as OpenFlamingo's
+    ``create_model_and_transforms`` returns it (bicubic resize, centre crop,
+    CLIP's normalisation)."""
+    from torchvision import transforms
+
+    from mmflamingo.models.data_preprocessor import CLIP_MEAN, CLIP_STD
+    return transforms.Compose([
+        transforms.Resize(
+            image_size, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(image_size),
+        transforms.ToTensor(),
+        transforms.Normalize([m / 255 for m in CLIP_MEAN],
+                             [s / 255 for s in CLIP_STD]),
+    ])
+
+
+def openflamingo_vision_x(batch_images: List[list],
+                          image_processor) -> torch.Tensor:
+    """``EvalModel._prepare_images`` of OpenFlamingo's evaluation: every
+    image of every prompt preprocessed, ``(B, N, 1, C, H, W)``, zeros where
+    a prompt has fewer than N images."""
+    per_example = max(len(images) for images in batch_images)
+    vision_x = None
+    for i, images in enumerate(batch_images):
+        for j, image in enumerate(images):
+            pixels = image_processor(image.convert('RGB'))
+            if vision_x is None:
+                vision_x = torch.zeros(
+                    (len(batch_images), per_example, 1) + pixels.shape,
+                    dtype=pixels.dtype)
+            vision_x[i, j, 0] = pixels
+    return vision_x
+
+
+@torch.no_grad()
+def openflamingo_rank_classifications(
+        model: nn.Module,
+        tokenizer,
+        batch_text: List[str],
+        vision_x: torch.Tensor,
+        class_names: List[str],
+        normalize_length: bool = True) -> torch.Tensor:
+    """OpenFlamingo's class-name ranking with its KV cache.
+
+    ``EvalModel.get_rank_classifications(..., use_cache=True)`` of
+    ``open_flamingo/eval/models/open_flamingo.py`` (OpenFlamingo 2.0.1; the
+    pip package lacks that module) with its ``__call__``, restated step by
+    step: cache the media, run the prompt once with ``use_cache=True``, then
+    for every class name feed its tokens one at a time after the prompt's
+    cache, concatenate the prompt's logits with the name's, take the
+    log-softmax of all of them and average (``normalize_length``, as its
+    classification evaluation does) or sum the name's token log-probs.
+
+    Two changes, neither of which changes its cost:
+
+    - the name's tokens get the prompt's attention mask (OpenFlamingo passes
+      none, so with left-padded prompts a name attends to the padding,
+      which changes the scores of all but the longest prompt of a batch);
+    - each name starts from a fresh cache object holding the prompt's
+      tensors: with ``transformers`` >= 4.36 the cache is an object that
+      every call extends in place, where OpenFlamingo's transformers had
+      tuples (both concatenate the new keys to copies).
+
+    Args:
+        model (nn.Module): OpenFlamingo's ``Flamingo``.
+        tokenizer: Its tokenizer (left padding is set here).
+        batch_text (list[str]): The B prompts.
+        vision_x (Tensor): ``(B, N, 1, C, H, W)`` preprocessed images.
+        class_names (list[str]): The C names.
+        normalize_length (bool): Mean (True) or sum of the name's token
+            log-probs. Defaults to True.
+
+    Returns:
+        Tensor: ``(B, C)`` log-likelihoods.
+    """
+    tokenizer.padding_side = 'left'
+    encodings = tokenizer(
+        batch_text,
+        padding='longest',
+        truncation=True,
+        return_tensors='pt',
+        max_length=2000)
+    ctx_input_ids = encodings['input_ids']
+    ctx_attention_mask = encodings['attention_mask'].bool()
+    model.cache_media(input_ids=ctx_input_ids, vision_x=vision_x)
+    precomputed = model(
+        vision_x=None,
+        lang_x=ctx_input_ids,
+        attention_mask=ctx_attention_mask,
+        clear_conditioned_layers=False,
+        use_cache=True)
+    precomputed_logits = precomputed.logits
+    precomputed_pkvs = precomputed.past_key_values
+    overall_probs = []
+    for class_name in class_names:
+        classname_tokens = tokenizer(
+            class_name, add_special_tokens=False,
+            return_tensors='pt')['input_ids']
+        classname_tokens = classname_tokens.repeat(len(batch_text), 1)
+        num_tokens_in_classname = classname_tokens.shape[1]
+        # EvalModel.__call__ with a cache: one token per forward
+        past_key_values = _fresh_cache(precomputed_pkvs)
+        attention_mask, logits = ctx_attention_mask, []
+        for token_idx in range(num_tokens_in_classname):
+            attention_mask = torch.cat(
+                (attention_mask, attention_mask.new_ones(len(batch_text), 1)),
+                dim=1)
+            outputs = model(
+                vision_x=None,
+                lang_x=classname_tokens[:, token_idx].reshape((-1, 1)),
+                attention_mask=attention_mask,
+                clear_conditioned_layers=False,
+                past_key_values=past_key_values,
+                use_cache=True)
+            past_key_values = outputs.past_key_values
+            logits.append(outputs.logits)
+        logits = torch.cat(
+            [precomputed_logits, torch.cat(logits, dim=1)], dim=1)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        gen_probs = logprobs[:, -num_tokens_in_classname - 1:-1, :]
+        gen_probs = torch.gather(gen_probs, 2,
+                                 classname_tokens[:, :, None]).squeeze(-1)
+        if normalize_length:
+            class_prob = torch.mean(gen_probs, dim=1)
+        else:
+            class_prob = torch.sum(gen_probs, dim=1)
+        overall_probs.append(class_prob)
+    model.uncache_media()
+    return torch.vstack(overall_probs).T.cpu()  # (B, C)
+
+
+def _fresh_cache(cache):
+    """A new cache object over the tensors of ``cache`` (a tuple as is)."""
+    if isinstance(cache, tuple):
+        return cache
+    return type(cache).from_legacy_cache(cache.to_legacy_cache())

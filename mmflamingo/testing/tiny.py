@@ -6,7 +6,7 @@ config dicts.
 """
 import os
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence
 
 _CORPUS = [
     'a photo of a red circle on a white background.',
@@ -93,7 +93,9 @@ def tiny_lm_config(model_type: str = 'llama',
     return cfg
 
 
-def build_tiny_tokenizer(save_dir: str, vocab_size: int = 320) -> str:
+def build_tiny_tokenizer(save_dir: str,
+                         vocab_size: int = 320,
+                         extra_texts: Sequence[str] = ()) -> str:
     """Train a byte-level BPE tokenizer and save it (``save_pretrained``).
 
     Its special tokens are ``<|endoftext|>`` (bos, eos, unk); it has no pad
@@ -102,6 +104,10 @@ def build_tiny_tokenizer(save_dir: str, vocab_size: int = 320) -> str:
     Args:
         save_dir (str): Directory to write; reused if it already holds one.
         vocab_size (int): BPE vocabulary size. Defaults to 320.
+        extra_texts (Sequence[str]): Texts trained on beside the built-in
+            corpus (with a larger ``vocab_size``, words of them become
+            fewer tokens, e.g. class names as long as a real tokenizer
+            makes them). Defaults to none.
 
     Returns:
         str: ``save_dir``.
@@ -119,7 +125,7 @@ def build_tiny_tokenizer(save_dir: str, vocab_size: int = 320) -> str:
         special_tokens=['<|endoftext|>'],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False)
-    tokenizer.train_from_iterator(_CORPUS, trainer)
+    tokenizer.train_from_iterator([*_CORPUS, *extra_texts], trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token='<|endoftext|>',

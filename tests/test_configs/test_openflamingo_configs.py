@@ -8,6 +8,8 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
+from mmflamingo.evaluation import FewShotSettings
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # the model recipes; the evaluation recipes add '_<dataset>-fewshot'
 CONFIGS = sorted(
@@ -50,10 +52,31 @@ def test_config(path):
 @pytest.mark.parametrize('path', EVAL_CONFIGS, ids=osp.basename)
 def test_eval_config(path):
     cfg = Config.fromfile(path)
-    assert cfg.model.task == cfg.fewshot_eval.task
-    assert cfg.fewshot_eval.shots == [0, 4, 8, 16, 32]
+    assert cfg.test_cfg.type == 'FewShotTestLoop'
+    # every key is one the loop knows, every value one it takes
+    settings = FewShotSettings.from_cfg({
+        k: v
+        for k, v in cfg.test_cfg.items() if k != 'type'
+    })
+    assert settings.shots == [0, 4, 8, 16, 32]
+    assert cfg.test_dataloader.dataset.split in ('test', 'val', 'dev_seen')
+    metric = cfg.test_evaluator.type
+    if settings.task == 'classification':
+        # OpenFlamingo's ranking rule
+        assert settings.score_reduction == 'mean'
+        assert metric in ('RankClassificationMetric', 'ROCAUC')
+    else:
+        assert cfg.model.task == settings.task
+        assert metric in ('CaptionMetric', 'VQAAccuracy')
     assert cfg.model.checkpoint  # the converted OpenFlamingo weights
 
 
 def test_eval_configs_present():
-    assert len(EVAL_CONFIGS) == 2
+    names = {
+        osp.basename(path)[:-3].rsplit('_', 1)[1]
+        for path in EVAL_CONFIGS
+    }
+    assert names == {
+        'coco-caption-fewshot', 'vqav2-fewshot', 'imagenet-fewshot',
+        'hateful-memes-fewshot'
+    }

@@ -81,7 +81,7 @@ def test_cache_rices_features(tmp_path):
 
 
 def test_video_features_pool_every_frame(tmp_path, tokenizer_dir):
-    """With a video pipeline (fewshot_eval.media_pipeline) a clip's feature
+    """With a video pipeline (test_cfg.media_pipeline) a clip's feature
     is the L2-normalised mean of the vision encoder's patch tokens over all
     its decoded frames, each frame encoded as an image: not its first
     frame's."""

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from mmflamingo.datasets import eval_datasets
-from mmflamingo.datasets.eval_datasets import (HatefulMemesDataset,
+from mmflamingo.datasets.eval_datasets import (IMAGENET_CLASS_NAMES_FILE,
+                                               HatefulMemesDataset,
                                                ImageFolderClassification,
                                                KarpathyCaptionDataset,
                                                VQADataset)
@@ -224,6 +225,25 @@ def test_image_folder(tmp_path):
         ImageFolderClassification('three.txt', data_root=str(tmp_path))
     with pytest.raises(FileNotFoundError, match='class_names_file'):
         ImageFolderClassification('none.txt', data_root=str(tmp_path))
+
+
+def test_imagenet_class_names(tmp_path):
+    """The packaged ImageNet names name a 1000-class folder, in the order
+    of the sorted WordNet ids, the data root aside."""
+    with open(IMAGENET_CLASS_NAMES_FILE, encoding='utf-8') as f:
+        names = f.read().split('\n')
+    assert names[-1] == '' and len(names[:-1]) == 1000
+    names = names[:-1]
+    assert all(name and name == name.strip() for name in names)
+    assert names[:3] == ['tench', 'goldfish', 'great white shark']
+    assert names[-1] == 'toilet paper'
+    for label in range(1000):
+        os.makedirs(tmp_path / 'val' / f'n{label:08d}')
+    write_image(tmp_path / 'val' / 'n00000002' / 'a.JPEG')
+    query = ImageFolderClassification(
+        IMAGENET_CLASS_NAMES_FILE, split='val', data_root=str(tmp_path))
+    assert len(query) == 1 and query[0]['class_name'] == 'great white shark'
+    assert query.metainfo['classes'] == tuple(names)
 
 
 def _edited(path, edit) -> str:

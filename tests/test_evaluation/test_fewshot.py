@@ -1,5 +1,7 @@
-"""Few-shot evaluation (mmflamingo.evaluation.fewshot, tools/test.py) on a
-tiny Flamingo and tiny COCO-Karpathy and VQA files written here."""
+"""Few-shot evaluation (the FewShotTestLoop, tools/test.py) on a tiny
+Flamingo and tiny COCO-Karpathy and VQA files written here."""
+import glob
+import importlib.util
 import json
 import math
 import os.path as osp
@@ -12,10 +14,10 @@ from mmengine.config import Config
 from mmpretrain.structures import DataSample
 from PIL import Image
 
-from mmflamingo.apis import init_model
+from mmflamingo.apis import evaluate_fewshot, init_model
 from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
-                                   evaluate_fewshot, save_rices_features)
-from mmflamingo.evaluation.fewshot import build_query_prompt, to_metric_sample
+                                   build_query_prompt, demo_selection,
+                                   save_rices_features, to_metric_sample)
 from mmflamingo.registry import DATASETS
 from mmflamingo.testing import tiny_flamingo_config
 
@@ -82,21 +84,56 @@ def vqa_datasets(tmp_path) -> dict:
     return datasets
 
 
-def tiny_config(tokenizer_dir, task, support, query, **eval_cfg) -> dict:
+def fewshot_config(task,
+                   support,
+                   query,
+                   metric,
+                   batch_size=2,
+                   **settings) -> dict:
+    """The three keys of a few-shot test config."""
+    return dict(
+        test_dataloader=dict(
+            batch_size=batch_size,
+            dataset=query,
+            sampler=dict(type='DefaultSampler', shuffle=False)),
+        test_evaluator=metric,
+        test_cfg=dict(
+            type='FewShotTestLoop', task=task, support=support, **settings))
+
+
+def tiny_config(tokenizer_dir, task, support, query, **settings) -> dict:
+    """A tiny model and its few-shot config; ``settings`` override the
+    test_cfg's (``metric``, ``batch_size``: the evaluator's and the
+    dataloader's)."""
     model = tiny_flamingo_config(tokenizer_dir)
     model.update(task=task, generation_cfg=dict(max_new_tokens=3, num_beams=1))
-    metric = dict(type='CaptionMetric' if task == 'caption' else 'VQAAccuracy')
-    fewshot_eval = dict(
-        task=task,
-        support=support,
-        query=query,
-        shots=[0, 2],
-        num_trials=2,
-        seed=0,
-        batch_size=2,
-        metric=metric)
-    fewshot_eval.update(eval_cfg)
-    return dict(model=model, fewshot_eval=fewshot_eval)
+    settings = {**dict(shots=[0, 2], num_trials=2, seed=0), **settings}
+    metric = settings.pop(
+        'metric',
+        dict(type='CaptionMetric' if task == 'caption' else 'VQAAccuracy'))
+    return dict(
+        model=model,
+        **fewshot_config(task, support, query, metric, **settings))
+
+
+def override(cfg,
+             query=None,
+             metric=None,
+             batch_size=None,
+             **settings) -> dict:
+    """``cfg`` with other test_cfg settings, query set, metrics or batch
+    size."""
+    cfg = dict(cfg)
+    cfg['test_cfg'] = {**cfg['test_cfg'], **settings}
+    loader = dict(cfg['test_dataloader'])
+    if query is not None:
+        loader['dataset'] = query
+    if batch_size is not None:
+        loader['batch_size'] = batch_size
+    cfg['test_dataloader'] = loader
+    if metric is not None:
+        cfg['test_evaluator'] = metric
+    return cfg
 
 
 def record_prompts(model) -> list:
@@ -139,7 +176,7 @@ def test_caption_fewshot(tmp_path, tokenizer_dir):
     model = init_model(Config(cfg))
     prompts = record_prompts(model)
     work_dir = str(tmp_path / 'work_dir')
-    summary = evaluate_fewshot(model, cfg['fewshot_eval'], work_dir)
+    summary = evaluate_fewshot(model, cfg, work_dir)
     check_results(summary, work_dir, 'caption/CIDEr', [0, 2], 2)
     assert summary['num_support'] == 6 and summary['num_queries'] == 3
 
@@ -181,7 +218,7 @@ def test_vqa_fewshot(tmp_path, tokenizer_dir):
     model = init_model(Config(cfg))
     prompts = record_prompts(model)
     work_dir = str(tmp_path / 'work_dir')
-    summary = evaluate_fewshot(model, cfg['fewshot_eval'], work_dir)
+    summary = evaluate_fewshot(model, cfg, work_dir)
     check_results(summary, work_dir, 'vqa/accuracy', [0, 2], 2)
     assert prompts[-1].endswith('Question:shape 5? Short answer:')
     assert 'Short answer:red<|endofchunk|>' in prompts[-1]
@@ -203,7 +240,7 @@ def test_vqa_answers_exported_per_run(tmp_path, tokenizer_dir):
         metric=metrics,
         num_trials=1)
     model = init_model(Config(cfg))
-    evaluate_fewshot(model, cfg['fewshot_eval'])
+    evaluate_fewshot(model, cfg)
     queries = DATASETS.build(datasets['val'])
     question_ids = {
         queries.get_data_info(i)['question_id']
@@ -248,25 +285,45 @@ def test_fewshot_errors(tmp_path, tokenizer_dir):
     cfg = tiny_config(tokenizer_dir, 'vqa', datasets['train'], datasets['val'])
     model = init_model(Config(cfg))
     with pytest.raises(ValueError, match='8-shot .* only 4 samples'):
-        evaluate_fewshot(model, {**cfg['fewshot_eval'], 'shots': [8]})
+        evaluate_fewshot(model, override(cfg, shots=[8]))
     # 4 support samples, but a query is never its own demo: the selector's
     # error reaches the caller
-    same = {**cfg['fewshot_eval'], 'shots': [4], 'query': datasets['train']}
+    same = override(cfg, shots=[4], query=datasets['train'])
     with pytest.raises(ValueError, match='only 3 usable samples'):
         evaluate_fewshot(model, same)
-    incomplete = dict(cfg['fewshot_eval'])
-    del incomplete['metric']
-    with pytest.raises(KeyError, match="'metric'"):
+    incomplete = dict(cfg)
+    del incomplete['test_evaluator']
+    with pytest.raises(KeyError, match="'test_evaluator'"):
         evaluate_fewshot(model, incomplete)
     with pytest.raises(ValueError, match="model.task='caption'"):
-        evaluate_fewshot(model, {**cfg['fewshot_eval'], 'task': 'caption'})
+        evaluate_fewshot(model, override(cfg, task='caption'))
     with pytest.raises(ValueError, match="answer_postprocess.*'okvqa'"):
-        evaluate_fewshot(model, {
-            **cfg['fewshot_eval'], 'answer_postprocess': 'okvqa'
-        })
+        evaluate_fewshot(model, override(cfg, answer_postprocess='okvqa'))
+    # the old place of the metric
+    old = {
+        **cfg, 'test_cfg': {
+            **cfg['test_cfg'], 'metric': cfg['test_evaluator']
+        }
+    }
+    with pytest.raises(
+            KeyError, match=r"unknown key\(s\) \['metric'\].*evaluator"):
+        evaluate_fewshot(model, old)
+    with pytest.raises(ValueError, match="score_reduction must be 'sum' or"):
+        evaluate_fewshot(model, override(cfg, score_reduction='max'))
+
+
+def load_tool(path):
+    spec = importlib.util.spec_from_file_location('test_tool', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 
 
 def test_test_tool(tmp_path, tokenizer_dir):
+    """tools/test.py runs the Runner's test loop: it loads the checkpoint
+    (load_from), writes the results to the work dir and the Runner's logs,
+    with each shot count's scores as the visualizer's scalars (step: the
+    shot count), to its log dir."""
     datasets = vqa_datasets(tmp_path)
     cfg = tiny_config(
         tokenizer_dir,
@@ -277,11 +334,14 @@ def test_test_tool(tmp_path, tokenizer_dir):
         num_trials=3)
     config_file = tmp_path / 'tiny_fewshot.py'
     config_file.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
+    checkpoint = str(tmp_path / 'trained.pth')
+    torch.save(
+        dict(state_dict=init_model(Config(cfg)).state_dict()), checkpoint)
     work_dir = str(tmp_path / 'work_dir')
     result = subprocess.run([
         sys.executable, TOOL,
-        str(config_file), 'none', '--work-dir', work_dir, '--shots', '0', '2',
-        '--num-trials', '1'
+        str(config_file), checkpoint, '--work-dir', work_dir, '--shots', '0',
+        '2', '--num-trials', '1'
     ],
                             capture_output=True,
                             text=True)
@@ -290,9 +350,28 @@ def test_test_tool(tmp_path, tokenizer_dir):
         summary = json.load(f)
     check_results(summary, work_dir, 'vqa/accuracy', [0, 2], 1)
     assert '| shots | vqa/accuracy |' in result.stdout
+    assert f'Load checkpoint from {checkpoint}' in result.stdout
+    scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    assert len(scalars) == 1
+    with open(scalars[0]) as f:
+        rows = [json.loads(line) for line in f]
+    assert [row['step'] for row in rows] == [0, 2]
+    for row, result_row in zip(rows, summary['results']):
+        assert row['vqa/accuracy'] == result_row['mean']['vqa/accuracy']
+        assert row['vqa/accuracy_std'] == 0
+
+    # a config of the old layout is refused, saying where its keys go
+    old_file = tmp_path / 'old_fewshot.py'
+    old_file.write_text(
+        f"model = {cfg['model']!r}\nfewshot_eval = dict(task='vqa')")
+    with pytest.raises(
+            KeyError,
+            match='`fewshot_eval` is no longer read.*'
+            "type='FewShotTestLoop'"):
+        load_tool(TOOL).main([str(old_file), 'none'])
 
 
-def test_rices_demos_reach_the_prompts(tmp_path, tokenizer_dir):
+def test_rices_demos_reach_the_prompts(tmp_path, tokenizer_dir, monkeypatch):
     """With RICES the prompt holds the most similar support samples, the
     most similar last, the same in every trial."""
     datasets = karpathy_datasets(tmp_path)
@@ -316,14 +395,35 @@ def test_rices_demos_reach_the_prompts(tmp_path, tokenizer_dir):
         rices_query_features=str(tmp_path / 'query.pth'))
     model = init_model(Config(cfg))
     prompts = record_prompts(model)
-    evaluate_fewshot(model, cfg['fewshot_eval'])
-    # 2 trials x 3 queries; each demo caption names its support image
-    assert len(prompts) == 6
-    for prompt, (best, second) in zip(prompts[:3], [(4, 1), (0, 5), (2, 3)]):
+    summary = evaluate_fewshot(model, cfg)
+    # 2 trials of the same demos: the 3 queries are predicted once, and
+    # scored for each trial; each demo caption names its support image
+    assert len(prompts) == 3
+    for prompt, (best, second) in zip(prompts, [(4, 1), (0, 5), (2, 3)]):
         assert prompt.index(f'shape {second} 0.') < prompt.index(
             f'shape {best} 0.')
         assert prompt.count('<image>') == 3
-    assert prompts[:3] == prompts[3:]
+    first, second = summary['results'][0]['trials']
+    assert (first['seed'], second['seed']) == (0, 1)
+    assert first['metrics'] == second['metrics']
+    assert first['sample_scores'] == second['sample_scores']
+    # sampled generations differ between trials: predicted again
+    model.generation_cfg = dict(model.generation_cfg, do_sample=True)
+    evaluate_fewshot(model, cfg)
+    assert len(prompts) == 3 + 6
+
+    # the two feature files are read once per run, whatever the shot counts
+    # and trials
+    loaded = []
+    load = demo_selection.load_rices_features
+
+    def recording_load(path, *args, **kwargs):
+        loaded.append(osp.basename(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(demo_selection, 'load_rices_features', recording_load)
+    evaluate_fewshot(model, override(cfg, shots=[1, 2], num_trials=3))
+    assert sorted(loaded) == ['query.pth', 'support.pth']
 
 
 def answer_with(model, choose):
@@ -356,7 +456,7 @@ def test_results_carry_bootstrap_intervals(tmp_path, tokenizer_dir):
         model, lambda p: 'red'
         if p.endswith('shape 4? Short answer:') else 'blue')
     work_dir = str(tmp_path / 'work_dir')
-    summary = evaluate_fewshot(model, cfg['fewshot_eval'], work_dir)
+    summary = evaluate_fewshot(model, cfg, work_dir)
     check_results(summary, work_dir, 'vqa/accuracy', [0, 2], 2)
     with open(osp.join(work_dir, 'fewshot_results.md')) as f:
         table = f.read()
@@ -402,7 +502,7 @@ def test_rows_are_written_when_the_rounded_mean_is_off_the_interval(
     model = init_model(Config(cfg))
     answer_with(model, lambda p: 'yes')
     work_dir = str(tmp_path / 'work_dir')
-    summary = evaluate_fewshot(model, cfg['fewshot_eval'], work_dir)
+    summary = evaluate_fewshot(model, cfg, work_dir)
     row = summary['results'][0]
     assert row['mean']['vqa/accuracy'] == 44.44
     low, high = row['ci95']['vqa/accuracy']

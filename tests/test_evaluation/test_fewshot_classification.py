@@ -1,7 +1,9 @@
-"""Few-shot classification (mmflamingo.evaluation.fewshot) on a tiny Flamingo,
-a tiny ImageNet-style folder and a tiny HatefulMemes file written here."""
+"""Few-shot classification (the FewShotTestLoop, class_scoring) on a tiny
+Flamingo, a tiny ImageNet-style folder and a tiny HatefulMemes file written
+here."""
 import json
 import math
+import os.path as osp
 
 import numpy as np
 import pytest
@@ -10,14 +12,14 @@ from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.evaluator import BaseMetric
 from PIL import Image
+from test_fewshot import TOOL, load_tool
 
-from mmflamingo.apis import init_model
+from mmflamingo.apis import evaluate_fewshot, init_model
 from mmflamingo.datasets.transforms import media_pipeline, write_video
 from mmflamingo.evaluation import (FewShotPromptBuilder, RandomDemoSelector,
-                                   evaluate_fewshot)
+                                   build_query_prompt, demo_orders,
+                                   format_markdown)
 from mmflamingo.evaluation.bootstrap import bootstrap_ci
-from mmflamingo.evaluation.fewshot import (build_query_prompt, demo_orders,
-                                           format_markdown)
 from mmflamingo.registry import DATASETS, METRICS
 from mmflamingo.testing import tiny_flamingo_config
 
@@ -95,26 +97,40 @@ def model(tokenizer_dir):
     return init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
 
 
-def fewshot_cfg(datasets, support, query, **kwargs) -> dict:
-    cfg = dict(
-        task='classification',
-        support=datasets[support],
-        query=datasets[query],
-        shots=[0, 2],
-        num_trials=1,
-        batch_size=2,
-        metric=dict(type='RankClassificationMetric'))
-    cfg.update(kwargs)
-    return cfg
+def fewshot_cfg(datasets,
+                support,
+                query,
+                metric=None,
+                batch_size=2,
+                **settings) -> dict:
+    """A few-shot classification test config (test_cfg settings first)."""
+    settings = {**dict(shots=[0, 2], num_trials=1), **settings}
+    return dict(
+        test_dataloader=dict(
+            batch_size=batch_size,
+            dataset=datasets[query],
+            sampler=dict(type='DefaultSampler', shuffle=False)),
+        test_evaluator=metric or dict(type='RankClassificationMetric'),
+        test_cfg=dict(
+            type='FewShotTestLoop',
+            task='classification',
+            support=datasets[support],
+            **settings))
 
 
-def direct_scores(model, prompt, media, names) -> torch.Tensor:
+def with_settings(cfg, **settings) -> dict:
+    """``cfg`` with other test_cfg settings."""
+    return {**cfg, 'test_cfg': {**cfg['test_cfg'], **settings}}
+
+
+def direct_scores(model, prompt, media, names, **kwargs) -> torch.Tensor:
     """``model.score`` of one prompt, all names in one call."""
     pipeline = Compose(media_pipeline(model.backbone.image_size))
     data = model.data_preprocessor(
         pseudo_collate([pipeline(dict(media=media, text=prompt))]), False)
     data['data_samples'][0].candidates = list(names)
-    return model.score(data['images'], data['data_samples'])[0].pred_scores
+    return model.score(data['images'], data['data_samples'],
+                       **kwargs)[0].pred_scores
 
 
 def check_metrics(summary, names):
@@ -151,7 +167,10 @@ def test_imagenet_fewshot(tmp_path, model):
     assert all(r['mean']['classification/accuracy/top5'] == 100
                for r in summary['results'])
     assert summary['num_queries'] == 3 and summary['num_support'] == 6
-    # the ImageNet template, demos joined with ''; 2 chunks of names
+    # each prompt is run once (2 shot counts x 3 queries), its 3 names in
+    # 2 chunks after it
+    assert len(prompts) == 6
+    # the ImageNet template, demos joined with ''
     assert prompts[-1].endswith('<|endofchunk|><image>Output:')
     assert prompts[-1].count('<image>') == 3
     assert prompts[0].count('<image>') == 1
@@ -189,6 +208,7 @@ def test_scores_match_model_score(tmp_path, model):
     one_by_one = runner_scores(candidate_batch_size=1)
     all_at_once = runner_scores(candidate_batch_size=3)
     ensembled = runner_scores(num_permutations=2)
+    means = runner_scores(score_reduction='mean')
 
     support_set = DATASETS.build(datasets['train'])
     query_set = DATASETS.build(datasets['val'])
@@ -201,6 +221,7 @@ def test_scores_match_model_score(tmp_path, model):
         query_keys=[q['sample_id'] for q in queries])
     builder = FewShotPromptBuilder('imagenet')
     assert len(one_by_one) == len(all_at_once) == len(ensembled) == 3
+    assert len(means) == 3
     for q, query in enumerate(queries):
         prompt, media, demos = build_query_prompt(builder, selector, support,
                                                   query, q, 2)
@@ -213,6 +234,16 @@ def test_scores_match_model_score(tmp_path, model):
         tolerance = dict(rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(one_by_one[q], expected, **tolerance)
         torch.testing.assert_close(all_at_once[q], expected, **tolerance)
+        # OpenFlamingo's ranking: the mean log-prob per token of the name
+        torch.testing.assert_close(
+            means[q],
+            direct_scores(model, prompt, media, CLASS_NAMES, reduction='mean'),
+            **tolerance)
+        lengths = torch.tensor([
+            len(model.tokenizer(n, add_special_tokens=False)['input_ids'])
+            for n in CLASS_NAMES
+        ])
+        torch.testing.assert_close(means[q], expected / lengths, **tolerance)
         # 2 demos have 2 orders: as selected, then reversed
         reversed_prompt, reversed_media = builder.build(
             query, [support[i] for i in demos[::-1]], 2)
@@ -415,15 +446,15 @@ def test_media_pipeline_loads_video_queries(tmp_path, model):
     with pytest.raises(ValueError, match=r'cannot read image .*\.mp4'):
         evaluate_fewshot(model, cfg)
     with pytest.raises(ValueError, match=r'cannot read image .*\.mp4'):
-        evaluate_fewshot(model, {**cfg, 'cache_media': False})
+        evaluate_fewshot(model, with_settings(cfg, cache_media=False))
 
     runs = []
     for cache_media in (True, False):
         RECORDED.clear()
-        evaluate_fewshot(model, {
-            **cfg, 'media_pipeline': video_pipeline,
-            'cache_media': cache_media
-        })
+        evaluate_fewshot(
+            model,
+            with_settings(
+                cfg, media_pipeline=video_pipeline, cache_media=cache_media))
         runs.append(list(RECORDED))
 
     support_set = DATASETS.build(datasets['train'])
@@ -450,3 +481,49 @@ def test_media_pipeline_loads_video_queries(tmp_path, model):
                                data['data_samples'])[0].pred_scores
         for run in runs:
             torch.testing.assert_close(run[q], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_test_tool_classifies(tmp_path, tokenizer_dir):
+    """tools/test.py ranks ImageNet-style class names through the Runner,
+    by OpenFlamingo's mean per token when asked."""
+    datasets = imagenet_datasets(tmp_path)
+    cfg = dict(
+        model=tiny_flamingo_config(tokenizer_dir),
+        **fewshot_cfg(
+            datasets,
+            'train',
+            'val',
+            metric=[
+                dict(type='RankClassificationMetric'),
+                dict(type='RecordScores')
+            ],
+            candidate_batch_size=2,
+            num_trials=2))
+    config_file = tmp_path / 'tiny_imagenet.py'
+    config_file.write_text('\n'.join(f'{k} = {v!r}' for k, v in cfg.items()))
+    scores = {}
+    for reduction in ('sum', 'mean'):
+        work_dir = str(tmp_path / f'work_dir_{reduction}')
+        RECORDED.clear()
+        summary = load_tool(TOOL).main([
+            str(config_file), 'none', '--work-dir', work_dir, '--cfg-options',
+            f'test_cfg.score_reduction={reduction}'
+        ])
+        scores[reduction] = torch.stack(RECORDED)
+        with open(osp.join(work_dir, 'fewshot_results.json')) as f:
+            assert json.load(f) == summary
+        check_metrics(
+            summary,
+            ['classification/accuracy/top1', 'classification/accuracy/top5'])
+        assert [len(row['trials']) for row in summary['results']] == [2, 2]
+    # 3 queries x 2 shot counts x 2 trials, each name's score the sum of its
+    # tokens' log-probs, or their mean (the same model: seeded the same)
+    assert scores['sum'].shape == (12, 3)
+    tokenizer = init_model(Config(cfg)).tokenizer
+    lengths = torch.tensor([
+        len(tokenizer(name, add_special_tokens=False)['input_ids'])
+        for name in CLASS_NAMES
+    ])
+    assert lengths.tolist() != [lengths[0]] * 3
+    torch.testing.assert_close(
+        scores['mean'], scores['sum'] / lengths, rtol=1e-6, atol=1e-6)

@@ -432,10 +432,15 @@ def test_score_mode(model, make_samples):
         assert sample.pred_scores.shape == (2, )
         assert (sample.pred_scores < 0).all()
 
+    # samples may have different numbers of candidates
     samples = make_samples(['a cat', 'a dog'],
                            num_media=[0, 0],
                            candidates=[[' red'], [' three', ' a cat']])
-    with pytest.raises(ValueError, match='same number of candidates'):
+    scored = model(None, samples, mode='score')
+    assert [s.pred_scores.shape for s in scored] == [(1, ), (2, )]
+    assert all(s.pred_scores.isfinite().all() for s in scored)
+    samples = make_samples(['a cat'], num_media=[0], candidates=[[' red', '']])
+    with pytest.raises(ValueError, match="candidate '' has no tokens"):
         model(None, samples, mode='score')
 
 

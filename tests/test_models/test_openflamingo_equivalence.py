@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mmflamingo.testing import generation_margin
-from mmflamingo.testing.openflamingo import build_openflamingo_pair
+from mmflamingo.testing.openflamingo import (build_openflamingo_pair,
+                                             openflamingo_rank_classifications)
 
 # (LM, cross_attn_every_n_layers, layers): LLaMA (RoPE, tied here),
 # GPT-NeoX (untied embed_out; every 2nd layer as OpenFlamingo-4B), OPT
@@ -211,3 +212,28 @@ def test_decoding_sees_the_images(pair):
     first, second = torch.stack(first[1:steps]), torch.stack(second[1:steps])
     finite = first.isfinite() & second.isfinite()
     assert (first - second)[finite].abs().max() > 1e-2
+
+
+@pytest.mark.parametrize('normalize_length', [True, False])
+def test_rank_classifications_match(pair, normalize_length, make_samples):
+    """Our ``score`` ranks class names as OpenFlamingo's classification
+    does (mean per token, or summed) after left-padded prompts."""
+    of_model, mm_model, tokenizer = pair
+    names = ['red', ' three', 'a cat sitting on a mat', 'two yellow stars']
+    images = make_images(seed=2)
+    of_scores = openflamingo_rank_classifications(of_model, tokenizer, PROMPTS,
+                                                  images, names,
+                                                  normalize_length)
+    samples = make_samples(
+        PROMPTS, num_media=NUM_MEDIA, candidates=[names] * 2)
+    scored = mm_model.score(
+        images,
+        samples,
+        reduction='mean' if normalize_length else 'sum',
+        chunk_size=3)
+    mm_scores = torch.stack([s.pred_scores for s in scored])
+    assert mm_scores.shape == of_scores.shape == (2, 4)
+    # sums of up to 6 log-probs, each within ATOL
+    torch.testing.assert_close(mm_scores, of_scores, rtol=0, atol=6 * ATOL)
+    # control: the names are told apart
+    assert (of_scores[:, 1:] - of_scores[:, :1]).abs().min() > 1e-2

@@ -45,7 +45,7 @@ def _recipe_module():
 def _prompt_builder(task):
     cfg = Config.fromfile(
         osp.join(CONFIGS, f'flamingo-tiny_shapes_fewshot-{task}.py'))
-    return FewShotPromptBuilder(**cfg.fewshot_eval.prompt), cfg
+    return FewShotPromptBuilder(**cfg.test_cfg.prompt), cfg
 
 
 def _ids(tokenizer, text):
@@ -112,7 +112,7 @@ def test_binding_names_score_as_they_are_written(world):
     episode, in the LM's text and as the binding evaluation scores it."""
     paths, tokenizer, tokenizer_dir = world
     _, cfg = _prompt_builder('binding')
-    prefix = cfg.fewshot_eval.candidate_prefix
+    prefix = cfg.test_cfg.candidate_prefix
     names = json.load(open(paths['lm_world']))['names'][:50]
     for name in names:
         scored = _ids(tokenizer, prefix + name)

@@ -14,9 +14,11 @@ tokens (so both do the same amount of generation whatever the demos).
   prompt, left-padded prompts, ``Flamingo.generate``). The module itself
   cannot be imported without scikit-learn and its sibling-module imports,
   and the pip package lacks ``EvalModel``, so the loop is restated here.
-- **mmflamingo**: ``evaluate_fewshot`` (datasets, prompt builder, demo
-  selection, visual-token cache, batched ``predict``), writing the caption
-  predictions json (``format_only``); scoring is left out on both sides.
+- **mmflamingo**: ``evaluate_fewshot``, the Runner's ``FewShotTestLoop``
+  that ``tools/test.py`` runs (datasets, prompt builder, demo selection,
+  visual-token cache, batched ``predict``, the metric through mmengine's
+  ``Evaluator``), writing the caption predictions json (``format_only``);
+  scoring is left out on both sides.
 
 Example:
     python tools/analysis/benchmark_eval.py --num-queries 48
@@ -35,11 +37,11 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.registry import init_default_scope
 from PIL import Image, ImageDraw
-from torchvision import transforms
 
-from mmflamingo.evaluation import evaluate_fewshot
-from mmflamingo.models.data_preprocessor import CLIP_MEAN, CLIP_STD
-from mmflamingo.testing.openflamingo import build_openflamingo_pair
+from mmflamingo.apis import evaluate_fewshot
+from mmflamingo.testing.openflamingo import (build_openflamingo_pair,
+                                             openflamingo_image_processor,
+                                             openflamingo_vision_x)
 
 SHAPES = ('ellipse', 'rectangle')
 COLOURS = ('red', 'green', 'blue', 'yellow', 'purple', 'orange')
@@ -105,25 +107,11 @@ def openflamingo_eval(model, tokenizer, root: str, ann_file: str,
                                           get_query_set, prepare_eval_samples,
                                           random_seed,
                                           sample_batch_demos_from_query_set)
-    image_processor = transforms.Compose([
-        transforms.Resize(
-            args.image_size,
-            interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(args.image_size),
-        transforms.ToTensor(),
-        transforms.Normalize([m / 255 for m in CLIP_MEAN],
-                             [s / 255 for s in CLIP_STD]),
-    ])
+    image_processor = openflamingo_image_processor(args.image_size)
 
     def get_outputs(batch_text, batch_images):
         # EvalModel.get_outputs: preprocess and stack every image, generate
-        per_example = max(len(x) for x in batch_images)
-        vision_x = torch.zeros(
-            len(batch_images), per_example, 1, 3, args.image_size,
-            args.image_size)
-        for i, example in enumerate(batch_images):
-            for j, image in enumerate(example):
-                vision_x[i, j, 0] = image_processor(image.convert('RGB'))
+        vision_x = openflamingo_vision_x(batch_images, image_processor)
         tokenizer.padding_side = 'left'
         encodings = tokenizer(
             batch_text,
@@ -193,21 +181,25 @@ def mmflamingo_eval(model, root: str, ann_file: str, args: argparse.Namespace,
     return evaluate_fewshot(
         model,
         dict(
-            task='caption',
-            support={
-                **split, 'split': 'train'
-            },
-            query={
-                **split, 'split': 'test'
-            },
-            shots=[args.shots],
-            batch_size=args.batch_size,
-            max_queries=num_queries,
-            cache_media=cache_media,
-            metric=dict(
+            test_dataloader=dict(
+                batch_size=args.batch_size,
+                dataset={
+                    **split, 'split': 'test'
+                },
+                sampler=dict(type='DefaultSampler', shuffle=False)),
+            test_evaluator=dict(
                 type='CaptionMetric',
                 format_only=True,
-                outfile_prefix=osp.join(root, 'predictions'))))
+                outfile_prefix=osp.join(root, 'predictions')),
+            test_cfg=dict(
+                type='FewShotTestLoop',
+                task='caption',
+                support={
+                    **split, 'split': 'train'
+                },
+                shots=[args.shots],
+                max_queries=num_queries,
+                cache_media=cache_media)))
 
 
 def init_single_process_group() -> None:

@@ -23,7 +23,7 @@ question, quirks included:
    the mean, rounded to 2 decimals (:func:`summarize_vqa_accuracy`).
 
 The model's generations are cut into answers before they reach the metric
-(``fewshot_eval.answer_postprocess``,
+(``test_cfg.answer_postprocess``,
 :mod:`mmflamingo.evaluation.answer_postprocess`); the metric scores exactly
 the strings it is given.
 """
@@ -367,9 +367,9 @@ def summarize_vqa_accuracy(
 # Options the metric had before generations were post-processed by the
 # few-shot runner, and where they went.
 _REMOVED_OPTIONS = {
-    'postprocess': "fewshot_eval.answer_postprocess ('openflamingo' by "
+    'postprocess': "test_cfg.answer_postprocess ('openflamingo' by "
     'default, None for none)',
-    'stem_answers': "fewshot_eval.answer_postprocess='openflamingo_okvqa'",
+    'stem_answers': "test_cfg.answer_postprocess='openflamingo_okvqa'",
 }
 
 
@@ -381,7 +381,7 @@ class VQAAccuracy(BaseMetric):
 
     - ``pred_answer`` (str): the answer, scored exactly as given: the
       few-shot runner cuts the generations first
-      (``fewshot_eval.answer_postprocess``).
+      (``test_cfg.answer_postprocess``).
     - ``gt_answer`` (list[dict] or list[str]): the question's answer
       records (see :func:`vqa_accuracy`): the annotation's dicts, which
       the few-shot runner passes (``VQADataset``'s ``answer_records``), or

@@ -17,6 +17,12 @@ from ..layers import (ExtendedEmbedding, ExtendedLMHead,
 from ..utils import build_causal_lm, find_decoder_layers, lm_hidden_size
 
 KVPair = Tuple[torch.Tensor, torch.Tensor]
+# LMs that take a 4-D attention mask (and position ids) after a KV cache, so
+# that :meth:`FlamingoLMHead.score` packs continuations: each type is
+# checked against the repeated-cache path in
+# tests/test_models/test_heads/test_flamingo_lm_head.py
+PACKED_SCORING_MODEL_TYPES = frozenset(
+    ('llama', 'mistral', 'qwen2', 'gemma', 'phi', 'opt', 'gpt_neox'))
 
 
 @dataclass
@@ -242,9 +248,10 @@ class FlamingoLMHead(BaseModule):
             raise ValueError(f'{rows} LM rows cannot share the media of '
                              f'{batch} samples')
         per_sample = rows // batch
-        # tokens already in the KV cache: the attention mask covers them too
+        # tokens already in the KV cache: the attention mask (2-D, or 4-D
+        # from :meth:`score`) covers them too
         attention_mask = kwargs.get('attention_mask')
-        past = attention_mask.shape[1] - seq if attention_mask is not None \
+        past = attention_mask.shape[-1] - seq if attention_mask is not None \
             else 0
         prompt_len = visual.prompt_media_counts.shape[1] - 1
         # how far into the prompt this call starts
@@ -384,8 +391,12 @@ class FlamingoLMHead(BaseModule):
                 # ``generate`` would run the prompt once per beam; run it
                 # once per sample instead and give every beam a copy of the
                 # cache. The last prompt token is left for ``generate``.
+                # no logits: the prefill is run for its cache only
+                self._visual.logits_positions = input_ids.new_zeros(
+                    input_ids[:, :-1].shape, dtype=torch.bool)
                 prefill = self.lm(**self._lm_kwargs(
                     input_ids[:, :-1], attention_mask[:, :-1], None, True))
+                self._visual.logits_positions = None
                 rows = _rows_per_sample(generate_kwargs)
                 generate_kwargs['past_key_values'] = _repeat_cache(
                     prefill.past_key_values, rows)
@@ -401,41 +412,178 @@ class FlamingoLMHead(BaseModule):
               media: Optional[torch.Tensor],
               continuation_ids: torch.Tensor,
               continuation_mask: torch.Tensor,
-              num_media: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Log-likelihood of continuations after a prompt, prompt cached.
+              num_media: Optional[torch.Tensor] = None,
+              reduction: str = 'sum',
+              chunk_size: Optional[int] = None) -> torch.Tensor:
+        """Log-likelihood of continuations after a prompt, prompt run once.
 
-        The prompt runs once; its KV cache is repeated for the C
-        continuations of each sample, which then run in one call.
+        The prompt runs once per sample, its logits at its last position
+        only, and its KV cache serves all the sample's continuations, which
+        are scored ``chunk_size`` per LM call:
+
+        - **packed** (the LMs of :data:`PACKED_SCORING_MODEL_TYPES`, which
+          take 4-D attention masks): a sample's continuations follow each
+          other in one row after the cached prompt, each seeing the prompt
+          and its own earlier tokens (a 4-D mask) at the positions it would
+          have alone; the cache is not copied;
+        - **repeated** (the other LMs, e.g. GPT-2 and MPT, whose ALiBi
+          ties a bias to a token's place in the row): each continuation
+          gets a row with a copy of its sample's cache, ``chunk_size`` rows
+          per sample at a time.
+
+        Either way the logits are computed only where a continuation token
+        is predicted.
 
         Args:
             input_ids (Tensor): ``(B, P)`` left-padded prompts.
             attention_mask (Tensor): ``(B, P)``.
             media (Tensor, optional): ``(B, N, L, Dv)`` visual tokens.
             continuation_ids (Tensor): ``(B, C, Lc)`` right-padded.
-            continuation_mask (Tensor): ``(B, C, Lc)``.
+            continuation_mask (Tensor): ``(B, C, Lc)``; an all-zero row is
+                no continuation (a sample with fewer than C) and scores
+                ``-inf``.
             num_media (Tensor, optional): ``(B, )`` real images per sample.
+            reduction (str): ``'sum'`` of the continuation's token
+                log-probabilities, or their ``'mean'`` (OpenFlamingo ranks
+                class names by it). Defaults to ``'sum'``.
+            chunk_size (int, optional): Continuations per LM call. Defaults
+                to all C in one call.
 
         Returns:
-            Tensor: ``(B, C)`` summed log-probabilities of the continuations.
+            Tensor: ``(B, C)`` float32 log-likelihoods.
         """
-        batch, num_cont, cont_len = continuation_ids.shape
+        if reduction not in ('sum', 'mean'):
+            raise ValueError(
+                f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        batch, num_cont, _ = continuation_ids.shape
+        chunk_size = chunk_size or max(num_cont, 1)
+        lengths = continuation_mask.sum(-1)  # (B, C)
+        packed = self.packed_scoring
         with self.visual_inputs(media, input_ids, num_media):
+            # the prompt's last logits predict every first token
+            self._visual.logits_positions = F.pad(
+                attention_mask.new_zeros(
+                    batch, input_ids.shape[1] - 1, dtype=torch.bool), (0, 1),
+                value=True)
             prompt = self.lm(
                 **self._lm_kwargs(input_ids, attention_mask, None, True))
-            cache = _repeat_cache(prompt.past_key_values, num_cont)
-            flat_ids = continuation_ids.flatten(0, 1)  # (B * C, Lc)
-            flat_mask = continuation_mask.flatten(0, 1)
-            full_mask = torch.cat(
-                (attention_mask.repeat_interleave(num_cont, 0), flat_mask),
-                dim=1)
-            out = self.lm(**self._lm_kwargs(flat_ids, full_mask, cache, True))
-        # the prompt's last logits predict each continuation's first token
-        first = prompt.logits[:, -1:].repeat_interleave(num_cont, 0)
-        logits = torch.cat((first, out.logits[:, :-1]), dim=1).float()
-        logprobs = logits.log_softmax(-1).gather(-1, flat_ids[..., None])[...,
-                                                                          0]
-        logprobs = (logprobs * flat_mask).sum(-1)
-        return logprobs.view(batch, num_cont)
+            first = prompt.logits[0].float().log_softmax(-1)  # (B, V)
+            rest = []
+            for start in range(0, num_cont, chunk_size):
+                chunk = (continuation_ids[:, start:start + chunk_size],
+                         continuation_mask[:, start:start + chunk_size])
+                if packed:
+                    rest.append(
+                        self._score_packed(*chunk, attention_mask,
+                                           prompt.past_key_values))
+                else:
+                    rest.append(
+                        self._score_repeated(*chunk, attention_mask,
+                                             prompt.past_key_values))
+        logprobs = first.gather(-1, continuation_ids[..., 0]) + torch.cat(
+            rest, dim=1)  # (B, C)
+        if reduction == 'mean':
+            logprobs = logprobs / lengths.clamp(min=1)
+        return logprobs.masked_fill(lengths == 0, -float('inf'))
+
+    @property
+    def packed_scoring(self) -> bool:
+        """Whether :meth:`score` packs continuations (see there)."""
+        return self.lm.config.model_type in PACKED_SCORING_MODEL_TYPES
+
+    def _chunk_logprobs(self, logits: torch.Tensor, targets: torch.Tensor,
+                        rows: torch.Tensor, columns: torch.Tensor,
+                        shape: Tuple[int, int]) -> torch.Tensor:
+        """Sum the log-probabilities of ``targets`` into ``(rows, columns)``
+        of a ``shape`` table (``logits``: ``(N, V)``, the others ``(N, )``).
+        """
+        logprobs = logits.float().log_softmax(-1).gather(-1, targets[:,
+                                                                     None])[:,
+                                                                            0]
+        return logprobs.new_zeros(shape).index_put_((rows, columns),
+                                                    logprobs,
+                                                    accumulate=True)
+
+    def _score_packed(self, ids: torch.Tensor, mask: torch.Tensor,
+                      prompt_mask: torch.Tensor, cache) -> torch.Tensor:
+        """``(B, K)`` summed log-probs of all but the first token of K
+        continuations packed after the cached prompt (see :meth:`score`).
+        """
+        batch, num, cont_len = ids.shape
+        valid = mask.bool()
+        lengths = valid.sum(-1)  # (B, K)
+        if not lengths.any():
+            return ids.new_zeros(batch, num, dtype=torch.float32)
+        # each continuation token's place in its sample's packed row
+        step = torch.arange(cont_len, device=ids.device).expand_as(ids)
+        slot = (lengths.cumsum(-1) - lengths)[..., None] + step  # (B, K, Lc)
+        row = torch.arange(batch, device=ids.device)[:, None, None]
+        row, owner = row.expand_as(ids)[valid], torch.arange(
+            num, device=ids.device)[:, None].expand_as(ids)[valid]
+        slot, step = slot[valid], step[valid]
+        width = int(lengths.sum(-1).max())
+        packed = ids.new_full((batch, width), self.tokens.pad)
+        packed[row, slot] = ids[valid]  # (B, K, Lc) -> (B, T)
+        owners = ids.new_full((batch, width), -1)
+        owners[row, slot] = owner
+        steps = ids.new_zeros(batch, width)
+        steps[row, slot] = step
+        # a token sees the prompt and its own continuation's earlier tokens
+        # (a padding slot sees the prompt only): (B, T, P + T)
+        earlier = torch.ones(
+            width, width, dtype=torch.bool, device=ids.device).tril()
+        own = (owners[:, :, None] == owners[:, None, :]) & earlier
+        visible = torch.cat(
+            (prompt_mask.bool()[:, None].expand(-1, width, -1), own), dim=-1)
+        dtype = self.lm.get_input_embeddings().weight.dtype
+        bias = torch.zeros(
+            visible.shape, dtype=dtype, device=ids.device).masked_fill_(
+                ~visible,
+                torch.finfo(dtype).min)[:, None]  # (B, 1, T, P + T)
+        # the positions each token would have right after its prompt
+        positions = prompt_mask.long().sum(-1, keepdim=True) + steps
+        # logits where the next slot is the same continuation's next token
+        predicts = torch.zeros_like(owners, dtype=torch.bool)
+        predicts[row, slot] = step + 1 < lengths[row, owner]
+        prompt_len = prompt_mask.shape[1]
+        self._visual.logits_positions = predicts
+        kwargs = dict(
+            input_ids=packed,
+            attention_mask=bias,
+            past_key_values=cache,
+            use_cache=True,
+            return_dict=True,
+            position_ids=positions)
+        try:
+            logits = self.lm(**kwargs).logits[0]  # (N, V)
+        finally:
+            # back to the prompt's cache for the next chunk (a legacy tuple
+            # cache is copied by the LM, not extended)
+            if hasattr(cache, 'crop'):
+                cache.crop(prompt_len)
+        rows, slots = predicts.nonzero(as_tuple=True)
+        return self._chunk_logprobs(logits, packed[rows, slots + 1], rows,
+                                    owners[rows, slots], (batch, num))
+
+    def _score_repeated(self, ids: torch.Tensor, mask: torch.Tensor,
+                        prompt_mask: torch.Tensor, cache) -> torch.Tensor:
+        """``(B, K)`` summed log-probs of all but the first token of K
+        continuations, one row each with a copy of the prompt's cache."""
+        batch, num, cont_len = ids.shape
+        flat_ids, flat_mask = ids.flatten(0, 1), mask.flatten(0, 1)
+        # (B * K, Lc): logits where the continuation's next token follows
+        predicts = F.pad(flat_mask[:, 1:].bool(), (0, 1), value=False)
+        if not predicts.any():
+            return ids.new_zeros(batch, num, dtype=torch.float32)
+        full_mask = torch.cat(
+            (prompt_mask.repeat_interleave(num, 0), flat_mask), dim=1)
+        self._visual.logits_positions = predicts
+        logits = self.lm(
+            **self._lm_kwargs(flat_ids, full_mask, _repeated_cache(cache, num),
+                              True)).logits[0]  # (N, V)
+        rows, steps = predicts.nonzero(as_tuple=True)
+        return self._chunk_logprobs(logits, flat_ids[rows, steps + 1],
+                                    rows // num, rows % num, (batch, num))
 
 
 def _rows_per_sample(generate_kwargs: dict) -> int:
@@ -444,6 +592,15 @@ def _rows_per_sample(generate_kwargs: dict) -> int:
     if num_beams > 1:
         return num_beams
     return generate_kwargs.get('num_return_sequences', 1)
+
+
+def _repeated_cache(cache, repeats: int):
+    """A copy of a KV cache with each row repeated ``repeats`` times
+    (sample-major); ``cache`` itself is left as it is."""
+    if isinstance(cache, tuple):
+        return _repeat_cache(cache, repeats)
+    copied = type(cache).from_legacy_cache(cache.to_legacy_cache())
+    return _repeat_cache(copied, repeats)
 
 
 def _repeat_cache(cache, repeats: int):

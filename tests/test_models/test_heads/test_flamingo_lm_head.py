@@ -302,25 +302,27 @@ def test_batched_generation_equals_alone(arch, open_model):
 
 
 # ------------------------------------------------------------ (f) score
-def test_score_equals_full_forward(arch, open_model):
-    model, head = open_model, open_model.head
-    visual = media()
-    prompt = tokenize(model, PROMPTS, 'left')
-    flat = [c for cands in CANDIDATES for c in cands]
+def continuations(model, candidates=CANDIDATES):
+    """``(B, C, Lc)`` ids and mask of each sample's candidates; a sample
+    with fewer gets empty ones."""
+    num = max(len(c) for c in candidates)
+    flat = [
+        c for cands in candidates for c in cands + [''] * (num - len(cands))
+    ]
     cont = model.tokenizer(
         flat,
         add_special_tokens=False,
         padding='longest',
         padding_side='right',
         return_tensors='pt')
-    shape = (2, 3, -1)
-    scores = head.score(prompt['input_ids'], prompt['attention_mask'], visual,
-                        cont['input_ids'].view(shape),
-                        cont['attention_mask'].view(shape),
-                        torch.tensor(NUM_MEDIA))
-    assert scores.shape == (2, 3)
+    shape = (len(candidates), num, -1)
+    return cont['input_ids'].view(shape), cont['attention_mask'].view(shape)
 
-    expected = torch.empty(2, 3)
+
+def full_forward_scores(model, visual):
+    """Each candidate's summed and mean log-probs, the prompt and the
+    candidate run alone, uncached."""
+    sums, means = torch.empty(2, 3), torch.empty(2, 3)
     for i, text in enumerate(PROMPTS):
         prompt_ids = model.tokenizer(text, return_tensors='pt')['input_ids']
         for c, candidate in enumerate(CANDIDATES[i]):
@@ -329,27 +331,84 @@ def test_score_equals_full_forward(arch, open_model):
                 return_tensors='pt')['input_ids']
             ids = torch.cat((prompt_ids, cand_ids), dim=1)
             with torch.no_grad():
-                logits = head(ids, torch.ones_like(ids),
-                              visual[i:i + 1, :NUM_MEDIA[i]]).logits
+                logits = model.head(ids, torch.ones_like(ids),
+                                    visual[i:i + 1, :NUM_MEDIA[i]]).logits
             # logits at t predict token t + 1
             logprobs = logits[0, :-1].log_softmax(-1)
             targets = ids[0, 1:]
             start = prompt_ids.shape[1] - 1
-            expected[i, c] = logprobs[start:].gather(-1, targets[start:,
-                                                                 None]).sum()
+            sums[i, c] = logprobs[start:].gather(-1, targets[start:,
+                                                             None]).sum()
+            means[i, c] = sums[i, c] / cand_ids.shape[1]
+    return sums, means
+
+
+def test_score_equals_full_forward(arch, open_model, monkeypatch):
+    model, head = open_model, open_model.head
+    visual = media()
+    prompt = tokenize(model, PROMPTS, 'left')
+    cont_ids, cont_mask = continuations(model)
+
+    def score(**kwargs):
+        return head.score(prompt['input_ids'], prompt['attention_mask'],
+                          visual, cont_ids, cont_mask, torch.tensor(NUM_MEDIA),
+                          **kwargs)
+
+    scores = score()
+    assert scores.shape == (2, 3)
+    assert head.packed_scoring == (arch not in ('gpt2', 'mpt'))
+    expected, expected_means = full_forward_scores(model, visual)
     # each continuation alone, uncached, against a cached batch of them:
     # other shapes, which round differently; the sums of fp32 log-probs
     # reach ~200 here (the wide init) and agreed to 3e-5
-    torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
+    tolerance = dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scores, expected, **tolerance)
+    torch.testing.assert_close(
+        score(reduction='mean'), expected_means, **tolerance)
+    # in chunks of 1 and 2 continuations per LM call
+    for chunk_size in (1, 2):
+        torch.testing.assert_close(
+            score(chunk_size=chunk_size), expected, **tolerance)
+    if head.packed_scoring:
+        # the other path: a copy of the prompt's cache per continuation
+        monkeypatch.setattr(
+            'mmflamingo.models.heads.flamingo_lm_head.'
+            'PACKED_SCORING_MODEL_TYPES', frozenset())
+        assert not head.packed_scoring
+        torch.testing.assert_close(score(chunk_size=2), expected, **tolerance)
+        monkeypatch.undo()
 
     # control: the scores depend on the images
     changed = visual.clone()
     changed[:, 0] = media(2, 1, seed=7)[:, 0]
     other = head.score(prompt['input_ids'], prompt['attention_mask'], changed,
-                       cont['input_ids'].view(shape),
-                       cont['attention_mask'].view(shape),
-                       torch.tensor(NUM_MEDIA))
+                       cont_ids, cont_mask, torch.tensor(NUM_MEDIA))
     assert (other - scores).abs().min() > 1e-3
+    with pytest.raises(ValueError, match="'sum' or 'mean'"):
+        score(reduction='max')
+
+
+def test_score_of_unequal_candidate_counts(arch, open_model):
+    """A sample with fewer candidates scores ``-inf`` past its own, and its
+    own as if alone."""
+    model, head = open_model, open_model.head
+    visual = media()
+    prompt = tokenize(model, PROMPTS, 'left')
+    fewer = [CANDIDATES[0][:1], CANDIDATES[1]]
+    cont_ids, cont_mask = continuations(model, fewer)
+    scores = head.score(
+        prompt['input_ids'],
+        prompt['attention_mask'],
+        visual,
+        cont_ids,
+        cont_mask,
+        torch.tensor(NUM_MEDIA),
+        chunk_size=2)
+    expected, _ = full_forward_scores(model, visual)
+    assert scores[0, 1:].isneginf().all()
+    torch.testing.assert_close(
+        scores[0, 0], expected[0, 0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scores[1], expected[1], rtol=1e-4, atol=1e-4)
 
 
 def test_forward_continues_a_cache(arch, open_model):
