@@ -84,10 +84,10 @@ class LoadVideoFrames(BaseTransform):
     (anything FFmpeg reads, decoded with PyAV) or folders of frames (image
     files in natural order: ``2.jpg`` before ``10.jpg``; other files are
     ignored). An entry may also be a video file's bytes, as WebDataset
-    shards hold it (``KEY.mp4``). Each path becomes a list of T ``(H, W, 3)`` uint8 RGB arrays,
-    which is what :class:`LoadMedia` produces, so a video pipeline starts
-    with this transform instead of ``LoadMedia`` (a ``LoadMedia`` after it
-    leaves the arrays unchanged).
+    shards hold it (``KEY.mp4``). Each becomes a list of T ``(H, W, 3)``
+    uint8 RGB arrays, which is what :class:`LoadMedia` produces, so a video
+    pipeline starts with this transform instead of ``LoadMedia`` (a
+    ``LoadMedia`` after it leaves the arrays unchanged).
 
     Which frames (see :func:`sample_timestamps`): the frames on screen at
     ``0, 1/fps, ..., (T-1)/fps`` seconds, or, in a clip shorter than
