@@ -1,5 +1,5 @@
 """Dataset wrappers for training on a mixture of datasets."""
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 from torch.utils.data import IterableDataset
 
@@ -47,20 +47,35 @@ class LossWeightedDataset:
 class LossWeightedStream(IterableDataset):
     """:class:`LossWeightedDataset` for a streaming (iterable) dataset.
 
+    A stream has no length of its own, but mmengine asks the training
+    dataloader for one (the schedules' ``epoch_length``, the logger,
+    DeepSpeed's settings). An iteration-based run is one epoch to mmengine,
+    so the training loop gives the stream the samples the run may take
+    from it as ``num_samples``.
+
     Args:
         dataset (IterableDataset): The streaming dataset.
         loss_weight (float): Weight of its samples' loss. Defaults to 1.
         name (str): Dataset name, recorded as ``dataset_name``.
             Defaults to ``'data'``.
+        num_samples (int, optional): The length reported. Defaults to None
+            (``len()`` raises ``TypeError``).
     """
 
     def __init__(self,
                  dataset: IterableDataset,
                  loss_weight: float = 1.0,
-                 name: str = 'data') -> None:
+                 name: str = 'data',
+                 num_samples: Optional[int] = None) -> None:
         self.dataset = dataset
         self.loss_weight = float(loss_weight)
         self.name = name
+        self.num_samples = num_samples
+
+    def __len__(self) -> int:
+        if self.num_samples is None:
+            raise TypeError(f'the stream {self.name!r} has no length')
+        return self.num_samples
 
     @property
     def metainfo(self) -> dict:

@@ -1,3 +1,4 @@
 from .mixture_loop import MixtureTrainLoop
+from .stream_progress import StreamProgress
 
-__all__ = ['MixtureTrainLoop']
+__all__ = ['MixtureTrainLoop', 'StreamProgress']
