@@ -1,6 +1,7 @@
 """What every Flamingo dataset shares: unusable samples are skipped, loudly.
 """
 import logging
+from typing import Callable, Optional
 
 import torch
 from mmengine.dataset import BaseDataset
@@ -61,26 +62,71 @@ def unusable_sample(source: str) -> dict:
         data_samples=sample)
 
 
+class SkipUnusable:
+    """Prepares training samples, putting a placeholder in place of an
+    unusable one.
+
+    When preparing a sample raises one of ``SAMPLE_ERRORS`` (an unreadable,
+    corrupt or missing file, empty text, a document with no usable image,
+    more ``<image>`` markers than images, a literal Flamingo token in the
+    text, ...) or returns None (the pipeline dropped it), a warning names
+    the sample's source and :func:`unusable_sample` takes its place. More
+    than ``max_in_a_row`` unusable samples in a row raise a
+    ``RuntimeError``: the data, not a few samples, is broken. Each
+    dataloader worker has its own copy, hence its own count.
+
+    Args:
+        owner (str): The dataset's name, given in the error.
+        max_in_a_row (int): Unusable samples allowed in a row.
+    """
+
+    def __init__(self, owner: str, max_in_a_row: int) -> None:
+        self.owner = owner
+        self.max_in_a_row = max_in_a_row
+        self.in_a_row = 0
+
+    def __call__(self, prepare: Callable[[], Optional[dict]],
+                 describe: Callable[[], str]) -> dict:
+        """``prepare()``, or the placeholder of the sample ``describe()``
+        names."""
+        try:
+            data = prepare()
+            reason, level = 'the pipeline dropped it', logging.WARNING
+        except SAMPLE_ERRORS as error:
+            data, reason = None, str(error)
+            level = logging.DEBUG if isinstance(
+                error, FilteredSample) else logging.WARNING
+        if data is not None:
+            self.in_a_row = 0
+            return data
+        source = describe()
+        print_log(
+            f'skipping {source}: {reason}', logger='current', level=level)
+        self.in_a_row += 1
+        if self.in_a_row > self.max_in_a_row:
+            raise RuntimeError(
+                f'{self.owner}: {self.in_a_row} samples in a row were '
+                f'unusable (more than max_refetch={self.max_in_a_row}); see '
+                'the warnings above')
+        return unusable_sample(source)
+
+
 class BaseFlamingoDataset(BaseDataset):
     """An mmengine ``BaseDataset`` that skips unusable samples in training.
 
-    When loading or transforming a sample raises one of ``SAMPLE_ERRORS``
-    (an unreadable, corrupt or missing file, empty text, a document with no
-    usable image, more ``<image>`` markers than images, a literal Flamingo
-    token in the text, ...) or the pipeline drops it (returns None),
-    training logs a warning that names the sample's source and returns
-    :func:`unusable_sample` in its place. The batch is then one sample
-    short: no other sample takes its place, so none is seen more often than
-    the sampler says, and the sampler's order (hence resuming) is untouched.
-    More than ``max_refetch`` unusable samples in a row (in one dataloader
-    worker) raise a ``RuntimeError``: the data, not a few samples, is broken.
+    In training, :class:`SkipUnusable` prepares each sample: an unusable one
+    is logged with its source and replaced by :func:`unusable_sample`. The
+    batch is then one sample short: no other sample takes its place, so
+    none is seen more often than the sampler says, and the sampler's order
+    (hence resuming) is untouched. More than ``max_refetch`` unusable
+    samples in a row (in one dataloader worker) raise a ``RuntimeError``.
     In ``test_mode`` errors are raised.
 
     Subclasses name a sample's source through :meth:`describe`.
     """
 
-    # unusable samples met in a row by this copy (one per dataloader worker)
-    _unusable_in_a_row = 0
+    # created on first use, in each dataloader worker's copy
+    _skip_unusable: Optional[SkipUnusable] = None
 
     def describe(self, idx: int) -> str:
         """A human-readable source of sample ``idx`` (file, shard, key)."""
@@ -92,23 +138,8 @@ class BaseFlamingoDataset(BaseDataset):
             self.full_init()
         if self.test_mode:
             return self.prepare_data(idx)
-        try:
-            data = self.prepare_data(idx)
-            reason, level = 'the pipeline dropped it', logging.WARNING
-        except SAMPLE_ERRORS as error:
-            data, reason = None, str(error)
-            level = logging.DEBUG if isinstance(
-                error, FilteredSample) else logging.WARNING
-        if data is not None:
-            self._unusable_in_a_row = 0
-            return data
-        source = self.describe(idx)
-        print_log(
-            f'skipping {source}: {reason}', logger='current', level=level)
-        self._unusable_in_a_row += 1
-        if self._unusable_in_a_row > self.max_refetch:
-            raise RuntimeError(
-                f'{type(self).__name__}: {self._unusable_in_a_row} samples '
-                'in a row were unusable (more than max_refetch='
-                f'{self.max_refetch}); see the warnings above')
-        return unusable_sample(source)
+        if self._skip_unusable is None:
+            self._skip_unusable = SkipUnusable(
+                type(self).__name__, self.max_refetch)
+        return self._skip_unusable(lambda: self.prepare_data(idx),
+                                   lambda: self.describe(idx))

@@ -7,30 +7,127 @@ whitespace, truncated to 32 tokens by default as OpenFlamingo does.
 import json
 import logging
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 from mmengine.logging import print_log
 
 from mmflamingo.registry import DATASETS
 from mmflamingo.tokens import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 from .base_dataset import UnusableSample, check_no_flamingo_tokens
-from .sequence_dataset import (BaseSequenceDataset, check_dir, check_file,
-                               image_from_bytes)
-from .tar_shards import expand_paths, group_samples, list_members, read_member
+from .sequence_dataset import (BaseSequenceDataset, SequenceBuilder, check_dir,
+                               check_file, image_from_bytes)
+from .tar_shards import ShardMembers, expand_paths, group_samples, scan_shard
 from .transforms.media import MediaInput
 
-# the image extensions of a WebDataset sample, by preference
+# the media extensions of a WebDataset sample, by preference
 IMAGE_EXTENSIONS = ('jpg', 'jpeg', 'png', 'webp')
+VIDEO_EXTENSIONS = ('mp4', 'webm', 'mkv', 'avi', 'mov')
+CAPTION_EXTENSIONS = ('txt', 'json')
+
+
+class PairBuilder(SequenceBuilder):
+    """Writes a pair's text: ``<image>{caption}<|endofchunk|>{eos}``.
+
+    A caption that is empty after stripping, or holds a literal ``<image>``
+    or ``<|endofchunk|>`` (which would bind the wrong image), raises
+    :class:`UnusableSample`.
+
+    Args:
+        tokenizer (dict): The model's tokenizer config.
+        max_tokens (int, optional): Truncate each sequence to this many
+            tokens. Defaults to 32, as OpenFlamingo does for LAION.
+    """
+
+    def __init__(self,
+                 tokenizer: dict,
+                 max_tokens: Optional[int] = 32) -> None:
+        super().__init__(tokenizer, max_tokens)
+
+    def build(self, media: Union[MediaInput, bytes], caption: str, source: str,
+              sample_idx: int) -> dict:
+        """The pipeline's input for one pair.
+
+        Args:
+            media (MediaInput | bytes): The image (path, PIL image, array)
+                or video (path or encoded bytes).
+            caption (str): The raw caption.
+            source (str): Where the pair comes from, named in errors.
+            sample_idx (int): The sample's index (its position in the
+                stream for streaming datasets).
+        """
+        caption = caption.strip()
+        if not caption:
+            raise UnusableSample(f'empty caption in {source}')
+        check_no_flamingo_tokens(caption, f'the caption of {source}')
+        text, _ = self.truncate(
+            f'{MEDIA_TOKEN}{caption}{END_OF_CHUNK_TOKEN}{self.eos_token}')
+        return dict(
+            media=[media], text=text, source=source, sample_idx=sample_idx)
+
+
+def media_extension(exts, media_extensions: Sequence[str]) -> Optional[str]:
+    """The first of ``media_extensions`` among a sample's ``exts``."""
+    return next((e for e in media_extensions if e in exts), None)
+
+
+def webdataset_pair(members: Mapping[str, bytes], source: str,
+                    media_extensions: Sequence[str],
+                    caption_key: str) -> Tuple[Union[MediaInput, bytes], str]:
+    """The medium and raw caption of a WebDataset pair sample.
+
+    The one reading of a pair's members that the indexed
+    (:class:`WebDatasetImageText`) and the streaming datasets share. The
+    medium is the first of ``media_extensions`` present: an image
+    (opened lazily, decoded by ``LoadMedia``) or, for
+    ``VIDEO_EXTENSIONS``, the encoded bytes (``LoadVideoFrames`` decodes
+    them). The caption is ``txt``, else the ``caption_key`` field of
+    ``json``.
+
+    Args:
+        members (Mapping[str, bytes]): The sample's members by extension.
+        source (str): ``shard:key``, named in errors.
+        media_extensions (Sequence[str]): The media extensions, by
+            preference.
+        caption_key (str): Caption field of the ``json`` member.
+
+    Raises:
+        UnusableSample: naming the sample when it has no medium or caption,
+            or its ``json`` has no caption string.
+        ValueError: naming the member when the image bytes are not an image.
+    """
+    ext = media_extension(members, media_extensions)
+    caption_ext = media_extension(members, CAPTION_EXTENSIONS)
+    if ext is None or caption_ext is None:
+        raise UnusableSample(
+            f'{source} has no {"/".join(media_extensions)} member or no '
+            'txt/json caption')
+    data = members[ext]
+    media = data if ext in VIDEO_EXTENSIONS else image_from_bytes(
+        data, f'{source}.{ext}')
+    try:
+        caption = members[caption_ext].decode('utf-8')
+        if caption_ext == 'json':
+            caption = json.loads(caption)
+    except ValueError as error:
+        raise UnusableSample(
+            f'{source}.{caption_ext} is not UTF-8 text or JSON: {error}'
+        ) from None
+    if caption_ext == 'json':
+        if not (isinstance(caption, dict)
+                and isinstance(caption.get(caption_key), str)):
+            raise UnusableSample(
+                f'{source}.json has no "{caption_key}" string')
+        caption = caption[caption_key]
+    return media, caption
 
 
 class BaseImageTextDataset(BaseSequenceDataset):
     """Base of the image-text pair datasets: builds each pair's text.
 
     Subclasses list the pairs (``load_data_list``) and read one
-    (:meth:`read_pair`). A caption that is empty after stripping, or holds
-    a literal ``<image>`` or ``<|endofchunk|>`` (which would bind the wrong
-    image), raises :class:`UnusableSample` when the sample is loaded, so
-    training skips it with a warning (see :class:`BaseFlamingoDataset`).
+    (:meth:`read_pair`); :class:`PairBuilder` writes the text. An unusable
+    caption (see there) is found when the sample is loaded, so training
+    skips it with a warning (see :class:`BaseFlamingoDataset`).
 
     Args:
         tokenizer (dict): The model's tokenizer config (its eos token ends
@@ -44,7 +141,7 @@ class BaseImageTextDataset(BaseSequenceDataset):
                  tokenizer: dict,
                  max_tokens: Optional[int] = 32,
                  **kwargs) -> None:
-        super().__init__(tokenizer=tokenizer, max_tokens=max_tokens, **kwargs)
+        super().__init__(PairBuilder(tokenizer, max_tokens), **kwargs)
 
     def read_pair(self, info: dict) -> Tuple[MediaInput, str]:
         """The image (path, PIL image or array) and raw caption of a pair.
@@ -52,18 +149,9 @@ class BaseImageTextDataset(BaseSequenceDataset):
         return info['img_path'], info['caption']
 
     def load_sample(self, info: dict) -> dict:
-        image, caption = self.read_pair(info)
-        caption = caption.strip()
-        if not caption:
-            raise UnusableSample(f'empty caption in {info["source"]}')
-        check_no_flamingo_tokens(caption, f'the caption of {info["source"]}')
-        text, _ = self.truncate(
-            f'{MEDIA_TOKEN}{caption}{END_OF_CHUNK_TOKEN}{self.eos_token}')
-        return dict(
-            media=[image],
-            text=text,
-            source=info['source'],
-            sample_idx=info['sample_idx'])
+        media, caption = self.read_pair(info)
+        return self.builder.build(media, caption, info['source'],
+                                  info['sample_idx'])
 
 
 @DATASETS.register_module()
@@ -180,9 +268,12 @@ class JsonlImageText(BaseImageTextDataset):
                         f'({error!r})') from None
                 path = osp.join(media_dir, media)
                 data_list.append({
-                    self.prefix_key: path,
-                    'caption': caption,
-                    'source': f'{path} ({self.ann_file}:{line_no})'
+                    self.prefix_key:
+                    path,
+                    'caption':
+                    caption,
+                    'source':
+                    f'{path} ({self.ann_file}:{line_no})'
                 })
         return data_list
 
@@ -194,16 +285,19 @@ class JsonlImageText(BaseImageTextDataset):
 class WebDatasetImageText(BaseImageTextDataset):
     """Image-text pairs in WebDataset tar shards, as LAION and CC ship.
 
-    A sample is the members sharing a key: an image ``KEY.jpg`` (or
-    ``.jpeg``, ``.png``, ``.webp``) and its caption, ``KEY.txt`` or else the
-    ``caption_key`` field of ``KEY.json``. Keys without both an image and a
-    caption are left out (counted in the log), as OpenFlamingo filters them.
+    A sample is the members sharing a key: an image ``KEY.jpg`` (or another
+    of ``media_extensions``) and its caption, ``KEY.txt`` or else the
+    ``caption_key`` field of ``KEY.json`` (read by :func:`webdataset_pair`,
+    as the streaming :class:`StreamingWebDatasetImageText` reads them).
+    Keys without both a medium and a caption are left out (counted in the
+    log), as OpenFlamingo filters them.
 
-    At construction the member headers of every shard are scanned
-    (:func:`list_members`: seeks only, no data read), so the dataset is
-    indexable: any sampler works and resuming is exact. Samples are read
-    with one seek each. Shards must be uncompressed tars, as WebDataset
-    writes them.
+    The member offsets of every shard are indexed (:func:`scan_shard`: the
+    tar headers are read once and cached, see ``index_cache``), so the
+    dataset is indexable: any sampler works and resuming is exact. Samples
+    are read with one seek each. Shards must be uncompressed local tars, as
+    WebDataset writes them; for ``pipe:`` or remote URLs use the streaming
+    dataset.
 
     Args:
         shards (str | Sequence[str]): Shard paths, with ``{0000..0999}``
@@ -211,6 +305,12 @@ class WebDatasetImageText(BaseImageTextDataset):
         tokenizer (dict): The model's tokenizer config.
         caption_key (str): Caption field of ``KEY.json``. Defaults to
             ``'caption'``.
+        media_extensions (Sequence[str]): Extensions of the medium, by
+            preference; video extensions (``mp4``, ...) give encoded bytes
+            for ``LoadVideoFrames``. Defaults to ``IMAGE_EXTENSIONS``.
+        index_cache (str, optional): Directory of the cached shard indexes;
+            None writes each next to its shard (``SHARD.tar.idx.json``).
+            Defaults to None.
         max_tokens (int, optional): Defaults to 32.
         **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments.
     """
@@ -219,10 +319,14 @@ class WebDatasetImageText(BaseImageTextDataset):
                  shards: Union[str, Sequence[str]],
                  tokenizer: dict,
                  caption_key: str = 'caption',
+                 media_extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                 index_cache: Optional[str] = None,
                  max_tokens: Optional[int] = 32,
                  **kwargs) -> None:
         self.shard_patterns = shards
         self.caption_key = caption_key
+        self.media_extensions = tuple(media_extensions)
+        self.index_cache = index_cache
         self.shards: List[str] = []
         super().__init__(tokenizer=tokenizer, max_tokens=max_tokens, **kwargs)
 
@@ -230,21 +334,24 @@ class WebDatasetImageText(BaseImageTextDataset):
         self.shards = expand_paths(self.shard_patterns, self.data_root)
         data_list, incomplete = [], 0
         for shard, path in enumerate(self.shards):
-            for key, exts in group_samples(list_members(path)).items():
-                image = next((e for e in IMAGE_EXTENSIONS if e in exts), None)
-                caption = next((e for e in ('txt', 'json') if e in exts), None)
-                if image is None or caption is None:
+            members = scan_shard(path, self.index_cache)
+            for key, exts in group_samples(members).items():
+                media = media_extension(exts, self.media_extensions)
+                caption = media_extension(exts, CAPTION_EXTENSIONS)
+                if media is None or caption is None:
                     incomplete += 1
                     continue
                 data_list.append(
                     dict(
                         shard=shard,
                         key=key,
-                        image=(image, exts[image]),
-                        caption=(caption, exts[caption])))
+                        members={
+                            media: exts[media],
+                            caption: exts[caption]
+                        }))
         print_log(
             f'{type(self).__name__}: {len(data_list)} samples in '
-            f'{len(self.shards)} shards; {incomplete} keys without an image '
+            f'{len(self.shards)} shards; {incomplete} keys without a medium '
             'or a caption left out',
             logger='current',
             level=logging.INFO)
@@ -255,20 +362,8 @@ class WebDatasetImageText(BaseImageTextDataset):
         info['source'] = f'{self.shards[info["shard"]]}:{info["key"]}'
         return info
 
-    def _read(self, info: dict, field: str) -> Tuple[str, bytes]:
-        ext, location = info[field]
-        name = f'{info["key"]}.{ext}'
-        return ext, read_member(self.shards[info['shard']], location, name)
-
     def read_pair(self, info: dict) -> Tuple[MediaInput, str]:
-        _, image = self._read(info, 'image')
-        ext, caption = self._read(info, 'caption')
-        caption = caption.decode('utf-8')
-        if ext == 'json':
-            record = json.loads(caption)
-            if not (isinstance(record, dict)
-                    and isinstance(record.get(self.caption_key), str)):
-                raise UnusableSample(f'{info["source"]}.json has no '
-                                     f'"{self.caption_key}" string')
-            caption = record[self.caption_key]
-        return image_from_bytes(image, info['source']), caption
+        members = ShardMembers(self.shards[info['shard']], info['members'],
+                               f'{info["key"]}.')
+        return webdataset_pair(members, info['source'], self.media_extensions,
+                               self.caption_key)

@@ -16,7 +16,7 @@ images whose markers were cut are dropped.
 import base64
 import json
 import os.path as osp
-from typing import List, Sequence, Tuple, Union
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -24,9 +24,13 @@ from mmflamingo.registry import DATASETS
 from mmflamingo.tokens import END_OF_CHUNK_TOKEN, MEDIA_TOKEN
 from .base_dataset import (FilteredSample, UnusableSample,
                            check_no_flamingo_tokens)
-from .sequence_dataset import BaseSequenceDataset, check_dir, image_from_bytes
-from .tar_shards import expand_paths, group_samples, list_members, read_member
+from .sequence_dataset import (BaseSequenceDataset, SequenceBuilder, check_dir,
+                               image_from_bytes)
+from .tar_shards import ShardMembers, expand_paths, group_samples, scan_shard
 from .transforms.media import MediaInput
+
+# gives the image an ``image_name`` names, and its size in bytes
+OpenNamedImage = Callable[[str], Tuple[MediaInput, int]]
 
 # OpenFlamingo's whitespace cleanup, in its order
 _NO_SPACE_AROUND_MARKERS = [
@@ -61,13 +65,13 @@ def interleave(sentences: Sequence[str], image_sentences: Sequence[int],
     return f'{text}{END_OF_CHUNK_TOKEN}{eos_token}'
 
 
-class BaseInterleavedDataset(BaseSequenceDataset):
+class InterleavedBuilder(SequenceBuilder):
     """Builds OpenFlamingo's training sequences from interleaved documents.
 
     Images are taken in ``image_info`` order. An image is kept if its
     similarity to its sentence is at least ``sim_threshold``, it can be
     found (an ``image_base64`` field, else ``image_name``: see the
-    subclasses) and it has at least ``min_image_bytes`` bytes; the first
+    datasets) and it has at least ``min_image_bytes`` bytes; the first
     ``max_num_images`` kept ones are used. The sentence and similarity are
     ``matched_text_index`` and ``matched_sim`` (MMC4), or, when absent, the
     best row entry of the document's ``similarity_matrix`` (what
@@ -114,6 +118,198 @@ class BaseInterleavedDataset(BaseSequenceDataset):
             11000: OpenFlamingo drops images of 10 kB or less
             (``len(bytes) // 1000 <= 10``). Set 0 to keep all.
         seed (int): Seed of the single-image coin. Defaults to 0.
+    """
+
+    def __init__(self,
+                 tokenizer: dict,
+                 max_tokens: int = 256,
+                 sim_threshold: float = 0.24,
+                 min_num_images: int = 1,
+                 max_num_images: int = 5,
+                 single_image_drop_prob: float = 0.5,
+                 min_image_bytes: int = 11000,
+                 seed: int = 0) -> None:
+        if not 1 <= min_num_images <= max_num_images:
+            raise ValueError('need 1 <= min_num_images <= max_num_images, '
+                             f'got {min_num_images} and {max_num_images}')
+        if not 0 <= single_image_drop_prob <= 1:
+            raise ValueError('single_image_drop_prob must be in [0, 1], got '
+                             f'{single_image_drop_prob}')
+        self.sim_threshold = sim_threshold
+        self.min_num_images = min_num_images
+        self.max_num_images = max_num_images
+        self.single_image_drop_prob = single_image_drop_prob
+        self.min_image_bytes = min_image_bytes
+        self.seed = seed
+        super().__init__(tokenizer, max_tokens)
+
+    @staticmethod
+    def open_image(entry: dict, index: int, source: str,
+                   open_named_image: OpenNamedImage) -> Tuple[MediaInput, int]:
+        """An ``image_info`` entry's image and its size in bytes.
+
+        Raises:
+            FileNotFoundError: when the entry has no image data or name, or
+                its image cannot be found.
+        """
+        if 'image_base64' in entry:
+            data = base64.b64decode(entry['image_base64'])
+            return image_from_bytes(data, f'{source} image {index}'), len(data)
+        if 'image_name' in entry:
+            return open_named_image(entry['image_name'])
+        raise FileNotFoundError(f'image {index} has neither "image_base64" '
+                                'nor "image_name"')
+
+    @staticmethod
+    def _match(entry: dict, doc: dict, index: int) -> Tuple[int, float]:
+        """The sentence an image belongs to, and their similarity."""
+        if 'matched_text_index' in entry:
+            return int(entry['matched_text_index']), float(
+                entry['matched_sim'])
+        row = doc['similarity_matrix'][index]
+        best = int(np.argmax(row))
+        return best, float(row[best])
+
+    def select_images(
+            self, doc: dict, source: str,
+            open_named_image: OpenNamedImage) -> List[Tuple[int, MediaInput]]:
+        """The usable images (at most ``max_num_images``), each with its
+        sentence index, sorted by sentence."""
+        sentences, entries = doc['text_list'], doc['image_info']
+        selected = []
+        low_sim, small, missing = 0, 0, []
+        for index, entry in enumerate(entries):
+            sentence, sim = self._match(entry, doc, index)
+            if not 0 <= sentence < len(sentences):
+                raise UnusableSample(
+                    f'image {index} of {source} is matched to '
+                    f'sentence {sentence}, but there are {len(sentences)}')
+            if sim < self.sim_threshold:
+                low_sim += 1
+                continue
+            try:
+                image, num_bytes = self.open_image(entry, index, source,
+                                                   open_named_image)
+            except FileNotFoundError as error:
+                missing.append(str(error))
+                continue
+            if num_bytes < self.min_image_bytes:
+                small += 1
+                continue
+            selected.append((sentence, image))
+            if len(selected) == self.max_num_images:
+                break
+        if not selected:
+            raise UnusableSample(
+                f'no usable image in {source}: of {len(entries)}, '
+                f'{low_sim} below sim_threshold {self.sim_threshold}, '
+                f'{small} under min_image_bytes {self.min_image_bytes}, '
+                f'{len(missing)} not found' +
+                (f' ({missing[0]})' if missing else ''))
+        return sorted(selected, key=lambda pair: pair[0])
+
+    def build(self, doc: dict, open_named_image: OpenNamedImage, source: str,
+              sample_idx: int, training: bool) -> dict:
+        """The pipeline's input for one document.
+
+        Args:
+            doc (dict): The parsed document.
+            open_named_image (Callable[[str], tuple]): Gives the image an
+                ``image_name`` names and its size in bytes; raises
+                FileNotFoundError (naming where it looked) when missing.
+            source (str): Where the document comes from, named in errors.
+            sample_idx (int): The sample's index (its position in the
+                stream for streaming datasets): the single-image coin's.
+            training (bool): Whether the single-image coin is thrown.
+        """
+        if not (isinstance(doc, dict)
+                and isinstance(doc.get('text_list'), list)
+                and all(isinstance(s, str) for s in doc['text_list'])
+                and isinstance(doc.get('image_info'), list)):
+            raise UnusableSample(
+                f'{source} is not a document with "text_list" (a '
+                'list of strings) and "image_info" (a list)')
+        for index, sentence in enumerate(doc['text_list']):
+            check_no_flamingo_tokens(sentence, f'sentence {index} of {source}')
+        try:
+            selected = self.select_images(doc, source, open_named_image)
+        except (KeyError, TypeError, IndexError) as error:
+            raise UnusableSample(
+                f'malformed image_info in {source}: {error!r}') from None
+        text = interleave(doc['text_list'], [s for s, _ in selected],
+                          self.eos_token)
+        text, input_ids = self.truncate(text)
+        num_images = input_ids.count(self.tokens.media)
+        if num_images < self.min_num_images:
+            raise FilteredSample(
+                f'{source} has {num_images} images within '
+                f'{self.max_tokens} tokens, fewer than min_num_images '
+                f'{self.min_num_images}')
+        if num_images == 1 and input_ids[-1] == self.tokens.media:
+            raise UnusableSample(
+                f'the only {MEDIA_TOKEN} of {source} is its last '
+                'token: no text to learn')
+        if num_images == 1 and training:
+            coin = np.random.default_rng([self.seed, sample_idx])
+            if coin.random() < self.single_image_drop_prob:
+                raise FilteredSample(
+                    f'{source} has one image: dropped with '
+                    f'probability {self.single_image_drop_prob}')
+        return dict(
+            media=[image for _, image in selected[:num_images]],
+            text=text,
+            source=source,
+            sample_idx=sample_idx)
+
+
+def webdataset_document(members: Mapping[str, bytes], source: str) -> dict:
+    """The document of a WebDataset interleaved sample: its ``json`` member.
+
+    The one reading of a document's member that the indexed
+    (:class:`WebDatasetInterleaved`) and the streaming datasets share.
+
+    Raises:
+        UnusableSample: naming the sample when it has no ``json`` member or
+            the member is not JSON.
+    """
+    if 'json' not in members:
+        raise UnusableSample(f'{source} has no json member')
+    try:
+        return json.loads(members['json'])
+    except ValueError as error:
+        raise UnusableSample(f'{source}.json is not JSON: {error}') from None
+
+
+def member_image(members: Mapping[str, bytes], name: str,
+                 where: str) -> Tuple[MediaInput, int]:
+    """The image member ``name`` of ``members`` and its size in bytes.
+
+    Raises:
+        FileNotFoundError: naming ``where`` when there is no such member.
+    """
+    if name not in members:
+        raise FileNotFoundError(f'{where} has no member {name!r}')
+    data = members[name]
+    return image_from_bytes(data, f'{where}:{name}'), len(data)
+
+
+class BaseInterleavedDataset(BaseSequenceDataset):
+    """Base of the indexed interleaved-document datasets.
+
+    Subclasses read a data list entry's document (:meth:`read_document`)
+    and the images its ``image_name`` fields name
+    (:meth:`open_named_image`); :class:`InterleavedBuilder` writes the text
+    and applies the drop rules (see there for the arguments).
+
+    Args:
+        tokenizer (dict): The model's tokenizer config.
+        max_tokens (int): Defaults to 256.
+        sim_threshold (float): Defaults to 0.24.
+        min_num_images (int): Defaults to 1.
+        max_num_images (int): Defaults to 5.
+        single_image_drop_prob (float): Defaults to 0.5.
+        min_image_bytes (int): Defaults to 11000.
+        seed (int): Seed of the single-image coin. Defaults to 0.
         **kwargs: :class:`mmengine.dataset.BaseDataset` arguments.
     """
 
@@ -127,19 +323,11 @@ class BaseInterleavedDataset(BaseSequenceDataset):
                  min_image_bytes: int = 11000,
                  seed: int = 0,
                  **kwargs) -> None:
-        if not 1 <= min_num_images <= max_num_images:
-            raise ValueError('need 1 <= min_num_images <= max_num_images, '
-                             f'got {min_num_images} and {max_num_images}')
-        if not 0 <= single_image_drop_prob <= 1:
-            raise ValueError('single_image_drop_prob must be in [0, 1], got '
-                             f'{single_image_drop_prob}')
-        self.sim_threshold = sim_threshold
-        self.min_num_images = min_num_images
-        self.max_num_images = max_num_images
-        self.single_image_drop_prob = single_image_drop_prob
-        self.min_image_bytes = min_image_bytes
-        self.seed = seed
-        super().__init__(tokenizer=tokenizer, max_tokens=max_tokens, **kwargs)
+        builder = InterleavedBuilder(tokenizer, max_tokens, sim_threshold,
+                                     min_num_images, max_num_images,
+                                     single_image_drop_prob, min_image_bytes,
+                                     seed)
+        super().__init__(builder, **kwargs)
 
     def read_document(self, info: dict) -> dict:
         """The JSON document of a data list entry."""
@@ -154,111 +342,13 @@ class BaseInterleavedDataset(BaseSequenceDataset):
         """
         raise NotImplementedError
 
-    def open_image(self, entry: dict, info: dict,
-                   index: int) -> Tuple[MediaInput, int]:
-        """An ``image_info`` entry's image and its size in bytes.
-
-        Raises:
-            FileNotFoundError: when the entry has no image data or name, or
-                its image cannot be found.
-        """
-        if 'image_base64' in entry:
-            data = base64.b64decode(entry['image_base64'])
-            return image_from_bytes(
-                data, f'{info["source"]} image {index}'), len(data)
-        if 'image_name' in entry:
-            return self.open_named_image(entry['image_name'], info)
-        raise FileNotFoundError(f'image {index} has neither "image_base64" '
-                                'nor "image_name"')
-
-    @staticmethod
-    def _match(entry: dict, doc: dict, index: int) -> Tuple[int, float]:
-        """The sentence an image belongs to, and their similarity."""
-        if 'matched_text_index' in entry:
-            return int(entry['matched_text_index']), float(
-                entry['matched_sim'])
-        row = doc['similarity_matrix'][index]
-        best = int(np.argmax(row))
-        return best, float(row[best])
-
-    def select_images(self, doc: dict,
-                      info: dict) -> List[Tuple[int, MediaInput]]:
-        """The usable images (at most ``max_num_images``), each with its
-        sentence index, sorted by sentence."""
-        sentences, entries = doc['text_list'], doc['image_info']
-        selected = []
-        low_sim, small, missing = 0, 0, []
-        for index, entry in enumerate(entries):
-            sentence, sim = self._match(entry, doc, index)
-            if not 0 <= sentence < len(sentences):
-                raise UnusableSample(
-                    f'image {index} of {info["source"]} is matched to '
-                    f'sentence {sentence}, but there are {len(sentences)}')
-            if sim < self.sim_threshold:
-                low_sim += 1
-                continue
-            try:
-                image, num_bytes = self.open_image(entry, info, index)
-            except FileNotFoundError as error:
-                missing.append(str(error))
-                continue
-            if num_bytes < self.min_image_bytes:
-                small += 1
-                continue
-            selected.append((sentence, image))
-            if len(selected) == self.max_num_images:
-                break
-        if not selected:
-            raise UnusableSample(
-                f'no usable image in {info["source"]}: of {len(entries)}, '
-                f'{low_sim} below sim_threshold {self.sim_threshold}, '
-                f'{small} under min_image_bytes {self.min_image_bytes}, '
-                f'{len(missing)} not found' +
-                (f' ({missing[0]})' if missing else ''))
-        return sorted(selected, key=lambda pair: pair[0])
-
     def load_sample(self, info: dict) -> dict:
-        doc = self.read_document(info)
-        if not (isinstance(doc, dict)
-                and isinstance(doc.get('text_list'), list)
-                and all(isinstance(s, str) for s in doc['text_list'])
-                and isinstance(doc.get('image_info'), list)):
-            raise UnusableSample(
-                f'{info["source"]} is not a document with "text_list" (a '
-                'list of strings) and "image_info" (a list)')
-        for index, sentence in enumerate(doc['text_list']):
-            check_no_flamingo_tokens(sentence,
-                                     f'sentence {index} of {info["source"]}')
-        try:
-            selected = self.select_images(doc, info)
-        except (KeyError, TypeError, IndexError) as error:
-            raise UnusableSample(
-                f'malformed image_info in {info["source"]}: {error!r}'
-            ) from None
-        text = interleave(doc['text_list'], [s for s, _ in selected],
-                          self.eos_token)
-        text, input_ids = self.truncate(text)
-        num_images = input_ids.count(self.tokens.media)
-        if num_images < self.min_num_images:
-            raise FilteredSample(
-                f'{info["source"]} has {num_images} images within '
-                f'{self.max_tokens} tokens, fewer than min_num_images '
-                f'{self.min_num_images}')
-        if num_images == 1 and input_ids[-1] == self.tokens.media:
-            raise UnusableSample(
-                f'the only {MEDIA_TOKEN} of {info["source"]} is its last '
-                'token: no text to learn')
-        if num_images == 1 and not self.test_mode:
-            coin = np.random.default_rng([self.seed, info['sample_idx']])
-            if coin.random() < self.single_image_drop_prob:
-                raise FilteredSample(
-                    f'{info["source"]} has one image: dropped with '
-                    f'probability {self.single_image_drop_prob}')
-        return dict(
-            media=[image for _, image in selected[:num_images]],
-            text=text,
-            source=info['source'],
-            sample_idx=info['sample_idx'])
+        return self.builder.build(
+            self.read_document(info),
+            lambda name: self.open_named_image(name, info),
+            info['source'],
+            info['sample_idx'],
+            training=not self.test_mode)
 
 
 @DATASETS.register_module()
@@ -334,21 +424,31 @@ class WebDatasetInterleaved(BaseInterleavedDataset):
 
     Each sample is ``KEY.json``, a document as in :class:`MMC4Interleaved`
     whose images are ``image_base64`` fields (OpenFlamingo's shards) or
-    members of the same shard named by ``image_name``. The member headers of
-    every shard are indexed at construction (see
-    :class:`WebDatasetImageText`), so the dataset is indexable.
+    members of the same shard named by ``image_name`` (the converter's
+    shards: ``KEY.0.jpg``, ``KEY.1.jpg``, ... beside ``KEY.json``). The
+    documents are read by :func:`webdataset_document`, as the streaming
+    :class:`StreamingWebDatasetInterleaved` reads them (which finds named
+    images among the members of the same key only). The member offsets of
+    every shard are indexed and cached (see :class:`WebDatasetImageText`),
+    so the dataset is indexable.
 
     Args:
         shards (str | Sequence[str]): Shard paths, with braces or globs
             (relative to ``data_root``).
         tokenizer (dict): The model's tokenizer config.
+        index_cache (str, optional): Directory of the cached shard indexes;
+            None writes each next to its shard. Defaults to None.
         **kwargs: :class:`BaseInterleavedDataset` and
             :class:`mmengine.dataset.BaseDataset` arguments.
     """
 
-    def __init__(self, shards: Union[str, Sequence[str]], tokenizer: dict,
+    def __init__(self,
+                 shards: Union[str, Sequence[str]],
+                 tokenizer: dict,
+                 index_cache: Optional[str] = None,
                  **kwargs) -> None:
         self.shard_patterns = shards
+        self.index_cache = index_cache
         self.shards: List[str] = []
         # per shard, its members other than documents: images by name
         self.image_members: List[dict] = []
@@ -359,7 +459,7 @@ class WebDatasetInterleaved(BaseInterleavedDataset):
         self.image_members = []
         data_list = []
         for shard, path in enumerate(self.shards):
-            members = list_members(path)
+            members = scan_shard(path, self.index_cache)
             for key, exts in group_samples(members).items():
                 if 'json' in exts:
                     data_list.append(
@@ -377,15 +477,13 @@ class WebDatasetInterleaved(BaseInterleavedDataset):
         return info
 
     def read_document(self, info: dict) -> dict:
-        return json.loads(
-            read_member(self.shards[info['shard']], info['json'],
-                        f'{info["key"]}.json'))
+        members = ShardMembers(self.shards[info['shard']],
+                               dict(json=info['json']), f'{info["key"]}.')
+        return webdataset_document(members, info['source'])
 
     def open_named_image(self, name: str,
                          info: dict) -> Tuple[MediaInput, int]:
         shard = self.shards[info['shard']]
-        location = self.image_members[info['shard']].get(name)
-        if location is None:
-            raise FileNotFoundError(f'{shard} has no member {name!r}')
-        data = read_member(shard, location, name)
-        return image_from_bytes(data, f'{shard}:{name}'), len(data)
+        return member_image(
+            ShardMembers(shard, self.image_members[info['shard']]), name,
+            shard)

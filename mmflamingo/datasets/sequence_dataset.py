@@ -43,15 +43,18 @@ def check_dir(path: str, field: str) -> None:
         raise FileNotFoundError(f'{field}: {path!r} is not a directory')
 
 
-class BaseSequenceDataset(BaseFlamingoDataset):
-    """Base of the datasets that build ``<image>``-interleaved training text.
+class SequenceBuilder:
+    """Writes the training text of one sample, as OpenFlamingo does.
 
-    Subclasses implement :meth:`load_sample`, which turns one entry of the
-    data list into the pipeline's input: ``media`` (images: paths, PIL
-    images or arrays), ``text`` (the whole training sequence, one
-    ``<image>`` marker per medium, in order) and ``source`` (where the
-    sample comes from, named in warnings). A sample whose text has more
-    ``<image>`` markers than media raises :class:`UnusableSample`.
+    The part of a sequence dataset that does not depend on where the sample
+    is stored: the tokenizer, truncation and the marker check. The indexed
+    datasets and the streaming ones (:mod:`.streaming`) hold the same
+    builders, so a sample gets the same text and drop rules whichever path
+    reads it. Subclasses add a ``build`` method that returns the pipeline's
+    input: ``media`` (images: paths, PIL images or arrays; videos: paths or
+    encoded bytes), ``text`` (the whole training sequence, one ``<image>``
+    marker per medium, in order), ``source`` (where the sample comes from,
+    named in warnings) and ``sample_idx``.
 
     Args:
         tokenizer (dict): The model's tokenizer config: ``pretrained`` (a
@@ -59,11 +62,9 @@ class BaseSequenceDataset(BaseFlamingoDataset):
             It must be a fast tokenizer (character offsets of tokens).
         max_tokens (int, optional): Truncate each sequence to this many
             tokens, special tokens (bos) included. None keeps it whole.
-        **kwargs: :class:`mmengine.dataset.BaseDataset` arguments.
     """
 
-    def __init__(self, tokenizer: dict, max_tokens: Optional[int],
-                 **kwargs) -> None:
+    def __init__(self, tokenizer: dict, max_tokens: Optional[int]) -> None:
         self.tokenizer = build_tokenizer(
             **tokenizer, field='dataset.tokenizer')
         if not self.tokenizer.is_fast:
@@ -73,7 +74,6 @@ class BaseSequenceDataset(BaseFlamingoDataset):
         self.tokens = add_flamingo_tokens(self.tokenizer)
         self.eos_token: str = self.tokenizer.eos_token
         self.max_tokens = max_tokens
-        super().__init__(**kwargs)
 
     def truncate(self, text: str) -> Tuple[str, List[int]]:
         """Truncate ``text`` to ``max_tokens`` tokens, as the tokenizer does.
@@ -92,16 +92,42 @@ class BaseSequenceDataset(BaseFlamingoDataset):
         end = max(stop for _, stop in encoded['offset_mapping'])
         return text[:end], encoded['input_ids']
 
-    def load_sample(self, info: dict) -> dict:
-        """Read one data list entry into ``media``, ``text`` and ``source``.
-        """
-        raise NotImplementedError
-
-    def prepare_data(self, idx: int) -> dict:
-        results = self.load_sample(self.get_data_info(idx))
+    @staticmethod
+    def check_markers(results: dict) -> dict:
+        """Return ``results``, or raise :class:`UnusableSample` when its
+        text has more ``<image>`` markers than media."""
         markers = results['text'].count(MEDIA_TOKEN)
         if markers > len(results['media']):
             raise UnusableSample(
                 f'{markers} {MEDIA_TOKEN} markers but '
                 f'{len(results["media"])} images in {results["source"]}')
-        return self.pipeline(results)
+        return results
+
+
+class BaseSequenceDataset(BaseFlamingoDataset):
+    """Base of the indexed datasets that build ``<image>``-interleaved
+    training text.
+
+    Subclasses implement :meth:`load_sample`, which turns one entry of the
+    data list into the pipeline's input with their :class:`SequenceBuilder`
+    (``self.builder``). A sample whose text has more ``<image>`` markers
+    than media raises :class:`UnusableSample`.
+
+    Args:
+        builder (SequenceBuilder): Writes each sample's text.
+        **kwargs: :class:`mmengine.dataset.BaseDataset` arguments.
+    """
+
+    def __init__(self, builder: SequenceBuilder, **kwargs) -> None:
+        self.builder = builder
+        self.tokenizer = builder.tokenizer
+        self.tokens = builder.tokens
+        super().__init__(**kwargs)
+
+    def load_sample(self, info: dict) -> dict:
+        """Read one data list entry into the pipeline's input."""
+        raise NotImplementedError
+
+    def prepare_data(self, idx: int) -> dict:
+        results = self.load_sample(self.get_data_info(idx))
+        return self.pipeline(self.builder.check_markers(results))

@@ -4,13 +4,21 @@ WebDataset shards (LAION, CC, MMC4 as OpenFlamingo packs it) are plain tar
 files whose members ``KEY.EXT`` share a key per sample. Scanning the member
 headers once gives each member's offset and size, so a dataset can read any
 sample with one seek: it becomes indexable, works with mmengine's samplers
-and resumes exactly, which streaming readers cannot.
+and resumes exactly, which streaming readers cannot. The scan is cached per
+shard (:func:`scan_shard`), so only the first run pays for it.
 """
 import glob
+import hashlib
+import json
+import logging
+import os
 import os.path as osp
 import re
 import tarfile
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import (Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
+
+from mmengine.logging import print_log
 
 # member name -> (offset of its data in the tar file, size in bytes)
 Members = Dict[str, Tuple[int, int]]
@@ -109,6 +117,110 @@ def list_members(path: str) -> Members:
     except tarfile.TarError as error:
         raise ValueError(f'cannot index shard {path}: {error}') from None
     return members
+
+
+# bumped when the cached index format changes: older files are rescanned
+INDEX_VERSION = 1
+
+
+def index_path(path: str, cache_dir: Optional[str] = None) -> str:
+    """Where the cached index of shard ``path`` lives.
+
+    Next to the shard as a hidden file (``.NAME.idx.json``, which globs
+    such as ``*`` do not match) when ``cache_dir`` is None; otherwise in
+    ``cache_dir``, named by a hash of the shard's absolute path.
+    """
+    folder, name = osp.split(path)
+    if cache_dir is None:
+        return osp.join(folder, f'.{name}.idx.json')
+    digest = hashlib.sha1(osp.abspath(path).encode('utf-8')).hexdigest()[:16]
+    return osp.join(cache_dir, f'{digest}-{name}.idx.json')
+
+
+def _stamp(path: str) -> List[int]:
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def scan_shard(path: str, cache_dir: Optional[str] = None) -> Members:
+    """:func:`list_members` of a shard, cached in a JSON file.
+
+    The first scan writes the index (see :func:`index_path`); later calls,
+    in this run, later runs or other ranks, read it instead of the tar
+    headers as long as the shard's size and modification time are those
+    the index was written for, and rescan (and rewrite it) otherwise. The
+    file is replaced atomically, so ranks scanning at once do not read a
+    half-written index. When the index cannot be written (a read-only
+    folder), the scan is used uncached and a warning names the file.
+
+    Args:
+        path (str): The shard.
+        cache_dir (str, optional): Directory of the index files; None puts
+            each next to its shard. Defaults to None.
+
+    Raises:
+        ValueError: naming the shard when it is not a readable tar file.
+    """
+    stamp = _stamp(path)
+    cache = index_path(path, cache_dir)
+    try:
+        with open(cache, encoding='utf-8') as f:
+            index = json.load(f)
+        if (index.get('version') == INDEX_VERSION
+                and index.get('stamp') == stamp):
+            return {
+                name: tuple(location)
+                for name, location in index['members'].items()
+            }
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass  # no index yet, or an unreadable one: scan
+    members = list_members(path)
+    index = dict(version=INDEX_VERSION, stamp=stamp, members=members)
+    temporary = f'{cache}.{os.getpid()}.tmp'
+    try:
+        if cache_dir is not None:
+            os.makedirs(cache_dir, exist_ok=True)
+        with open(temporary, 'w', encoding='utf-8') as f:
+            json.dump(index, f)
+        os.replace(temporary, cache)
+    except OSError as error:
+        print_log(
+            f'cannot cache the index of {path} in {cache}: {error}',
+            logger='current',
+            level=logging.WARNING)
+    return members
+
+
+class ShardMembers(Mapping):
+    """Members of one shard, read (with one seek each) when accessed.
+
+    What a WebDataset sample's members are to the code that builds a
+    sample from them, for the indexed datasets: ``members[name]`` is the
+    member's bytes, as in a streamed sample.
+
+    Args:
+        path (str): The shard.
+        locations (Members): ``{name: (offset, size)}`` of the members.
+        prefix (str): Prepended to a name in errors (the sample key and a
+            dot when the names are extensions). Defaults to ``''``.
+    """
+
+    def __init__(self,
+                 path: str,
+                 locations: Members,
+                 prefix: str = '') -> None:
+        self.path = path
+        self.locations = locations
+        self.prefix = prefix
+
+    def __getitem__(self, name: str) -> bytes:
+        return read_member(self.path, self.locations[name], self.prefix + name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.locations)
+
+    def __len__(self) -> int:
+        return len(self.locations)
 
 
 def split_key(name: str) -> Tuple[str, str]:

@@ -5,11 +5,12 @@ when the clip is shorter than ``T / fps``, T timestamps spread evenly over its
 duration instead (:func:`sample_timestamps`). The frame taken for a timestamp
 is the one on screen at that moment: the last frame starting at or before it.
 """
+import io
 import math
 import os
 import os.path as osp
 import re
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Sequence, Union
 
 import av
 import numpy as np
@@ -82,10 +83,11 @@ class LoadVideoFrames(BaseTransform):
     video dataset such as :class:`VideoTextPairs` gives it: video files
     (anything FFmpeg reads, decoded with PyAV) or folders of frames (image
     files in natural order: ``2.jpg`` before ``10.jpg``; other files are
-    ignored). Each path becomes a list of T ``(H, W, 3)`` uint8 RGB arrays,
-    which is what :class:`LoadMedia` produces, so a video pipeline starts
-    with this transform instead of ``LoadMedia`` (a ``LoadMedia`` after it
-    leaves the arrays unchanged).
+    ignored). An entry may also be a video file's bytes, as WebDataset
+    shards hold it (``KEY.mp4``). Each becomes a list of T ``(H, W, 3)``
+    uint8 RGB arrays, which is what :class:`LoadMedia` produces, so a video
+    pipeline starts with this transform instead of ``LoadMedia`` (a
+    ``LoadMedia`` after it leaves the arrays unchanged).
 
     Which frames (see :func:`sample_timestamps`): the frames on screen at
     ``0, 1/fps, ..., (T-1)/fps`` seconds, or, in a clip shorter than
@@ -133,19 +135,26 @@ class LoadVideoFrames(BaseTransform):
         self.seek_gap = seek_gap
 
     def transform(self, results: dict) -> dict:
-        paths = results['media']
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
-        results['media'] = [self.load(str(path)) for path in paths]
+        videos = results['media']
+        if isinstance(videos, (str, os.PathLike, bytes)):
+            videos = [videos]
+        results['media'] = [
+            self.load(video if isinstance(video, bytes) else str(video))
+            for video in videos
+        ]
         return results
 
-    def load(self, path: str) -> List[np.ndarray]:
-        """T ``(H, W, 3)`` uint8 RGB frames of one video file or folder."""
+    def load(self, path: Union[str, bytes]) -> List[np.ndarray]:
+        """T ``(H, W, 3)`` uint8 RGB frames of one video file or folder, or
+        of a video file's bytes."""
+        if isinstance(path, bytes):
+            return self._load_video(
+                io.BytesIO(path), f'<{len(path)} bytes of video>')
         if not osp.exists(path):
             raise FileNotFoundError(f'video not found: {path}')
         if osp.isdir(path):
             return self._load_folder(path)
-        return self._load_video(path)
+        return self._load_video(path, path)
 
     def _load_folder(self, folder: str) -> List[np.ndarray]:
         names = sorted((name for name in os.listdir(folder)
@@ -162,9 +171,10 @@ class LoadVideoFrames(BaseTransform):
         ]
         return [load_rgb(osp.join(folder, names[i])) for i in indices]
 
-    def _load_video(self, path: str) -> List[np.ndarray]:
+    def _load_video(self, file: Union[str, io.BytesIO],
+                    path: str) -> List[np.ndarray]:
         try:
-            container = av.open(path)
+            container = av.open(file)
         except FFmpegError as error:
             raise ValueError(
                 f'cannot open video {path}: {error.strerror}') from None
