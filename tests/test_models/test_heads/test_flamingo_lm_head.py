@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from mmflamingo.models.layers import GatedCrossAttentionBlock
 from mmflamingo.models.utils import find_decoder_layers
 from mmflamingo.testing import TINY_LM_CONFIGS, generation_margin
 
@@ -513,3 +514,61 @@ def test_logits_positions_select_rows(arch, open_model):
     torch.testing.assert_close(some[0], full[keep], rtol=1e-5, atol=1e-5)
     # control: the selection is not the identity
     assert not torch.equal(keep, text['attention_mask'].bool())
+
+
+@pytest.mark.parametrize('only_last', [True, False])
+def test_continuations_keep_only_the_media_they_can_see(
+        build_flamingo, monkeypatch, only_last):
+    """After a prompt, cached calls reuse its projected keys and values:
+    from the earliest image that any sample's last prompt token sees on
+    when a token sees only the most recent image (earlier ones are neither
+    kept nor projected again), all of them otherwise. Either way cached
+    generation equals uncached."""
+    model = build_flamingo(
+        'llama', gates=1.0, only_attend_last_media=only_last)
+    head = model.head
+    keys_per_call = []  # the number of visual keys each LM call attends to
+    projected = []  # media projected by each layer
+    media_kv, project = head._media_kv, GatedCrossAttentionBlock.project_media
+
+    def record_kv(name, visual):
+        kv = media_kv(name, visual)
+        if name == str(head.xattn_layers[0]):
+            keys_per_call.append(kv[0].shape[2])
+        return kv
+
+    def record_projection(block, media):
+        projected.append(media.shape[1])
+        return project(block, media)
+
+    monkeypatch.setattr(head, '_media_kv', record_kv)
+    monkeypatch.setattr(GatedCrossAttentionBlock, 'project_media',
+                        record_projection)
+    num_layers = len(head.xattn_layers)
+    # two images each; then as PROMPTS: sample 1's last token sees image 1
+    for prompts, num_media in (([PROMPTS[0]] * 2, [2, 2]),
+                               (PROMPTS, NUM_MEDIA)):
+        keys_per_call.clear()
+        projected.clear()
+        visual = media()
+        with torch.no_grad():
+            cached, _ = generate(
+                model, prompts, visual, num_media, use_cache=True)
+        # the prompt's images, one layer at a time; then none again
+        assert projected == [2] * num_layers
+        later = NUM_LATENTS if only_last and num_media == [2, 2] \
+            else 2 * NUM_LATENTS
+        # the prompt's call, then one per new token (at least 5 more)
+        assert keys_per_call[0] == 2 * NUM_LATENTS
+        assert len(keys_per_call) >= 6
+        assert set(keys_per_call[1:]) == {later}
+        uncached, _ = generate(
+            model, prompts, visual, num_media, use_cache=False)
+        assert torch.equal(cached, uncached)
+        # control: the generation depends on the last image
+        changed = visual.clone()
+        changed[0, 1] = media(1, 1, seed=5)[0, 0]
+        with torch.no_grad():
+            other, _ = generate(
+                model, prompts, changed, num_media, use_cache=True)
+        assert (other[0] != cached[0]).any()
