@@ -23,7 +23,9 @@ Config (MosaicGPT -> ``MptConfig``):
   ``attn_config.clip_qkv``, or inside :class:`QKLayerNormWqkv` with QK
   LayerNorm, where MosaicGPT clips before normalising), the dropouts;
   LayerNorm epsilon 1e-5 (``nn.LayerNorm``'s and composer's
-  ``LPLayerNorm``'s default, which MosaicGPT never changes);
+  ``LPLayerNorm``'s default, which MosaicGPT never changes); ``use_cache``
+  True (MosaicGPTConfig's default, False, is for training, and ``generate``
+  would follow it);
 - refused, naming the key, where MPT would compute something else:
   learned positions (``alibi`` false), biases (``no_bias`` false), an MLP
   ratio other than 4 (MPT's is fixed), a ``logit_scale``, a prefix LM,
@@ -201,7 +203,8 @@ def mosaic_gpt_to_mpt_config(config: dict, source: str = 'config.json'):
             alibi=True,
             alibi_bias_max=8),
         tie_word_embeddings=True,
-        use_cache=get('use_cache', False))
+        # MosaicGPTConfig's default is False (training); generate reads it
+        use_cache=True)
 
 
 def convert_mosaic_gpt_state_dict(

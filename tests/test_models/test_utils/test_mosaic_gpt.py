@@ -87,6 +87,8 @@ def test_mosaic_gpt_dir_builds_as_mpt(weights, tmp_path):
     lm = build_causal_lm(pretrained=path)
     assert type(lm) is MptForCausalLM
     assert not lm.training
+    # generate caches by default, although MosaicGPT's config says not to
+    assert not ref.cfg['use_cache'] and lm.generation_config.use_cache
     blocks = lm.transformer.blocks
     assert len(blocks) == 2
     assert all(isinstance(b.attn.Wqkv, QKLayerNormWqkv) for b in blocks)
