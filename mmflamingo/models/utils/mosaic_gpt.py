@@ -1,9 +1,10 @@
 """MosaicGPT directories -> transformers' native ``MptForCausalLM``.
 
 OpenFlamingo-3B's language model, ``anas-awadalla/mpt-1b-redpajama-200b``
-(a copy of ``mosaicml/mpt-1b-redpajama-200b``), ships its own modelling code:
-``MosaicGPT`` from MosaicML's examples repository as of April 2023
-(``examples/llm/src/models/mosaic_gpt``). That code has no
+(with the model card of ``mosaicml/mpt-1b-redpajama-200b``), ships its own
+modelling code: ``MosaicGPT`` from MosaicML's examples repository of April
+2023 (``examples/llm/src/models/mosaic_gpt``; the card links tag v0.0.4).
+That code has no
 ``get_input_embeddings`` and computes its logits from ``transformer.wte``
 directly, so it cannot take the head's extended vocabulary; running it also
 means trusting code from the directory. We never run it: a directory whose
@@ -52,8 +53,11 @@ as MPT's tied ``lm_head`` does; under ``transformer.blocks.i.``, i a block):
 - ``mlp.mlp_down.weight`` -> ``ffn.down_proj.weight``
 - ``transformer.ln_f.weight`` -> ``transformer.norm_f.weight``
 
-A model built here saved with ``save_pretrained`` and reloaded as a plain
-MPT loses its QK LayerNorms: load MPT-1B from its MosaicGPT directory.
+In float32 the logits equal MosaicGPT's; in bfloat16 they round differently
+(MosaicGPT v0.0.4 builds its ALiBi biases in the model's dtype, MPT in
+float32). A model built here saved with ``save_pretrained`` and reloaded as
+a plain MPT loses its QK LayerNorms: load MPT-1B from its MosaicGPT
+directory.
 """
 import json
 import math

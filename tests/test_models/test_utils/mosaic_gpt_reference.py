@@ -5,7 +5,9 @@ and ``anas-awadalla/mpt-1b-redpajama-200b``, OpenFlamingo-3B's LM) ships.
 This file re-states, for the tests of
 :mod:`mmflamingo.models.utils.mosaic_gpt`, what its inference path computes,
 with its module names and in its order of operations, as published in
-MosaicML's examples repository (Apache-2.0), commit d5044ba6 (2023-04-27):
+MosaicML's examples repository (Apache-2.0) at tag v0.0.4 (2023-04-10, the
+code MPT-1B's model card links) and commit d5044ba6 (2023-04-27), which
+compute the same function for a power-of-two number of heads:
 
 - ``examples/llm/src/models/mosaic_gpt/mosaic_gpt.py``: ``MosaicGPT``
   (embeddings, ALiBi or learned positions, the attention bias with the
@@ -21,8 +23,9 @@ MosaicML's examples repository (Apache-2.0), commit d5044ba6 (2023-04-27):
 Left out, as a frozen LM in eval mode never reaches them: dropout, the KV
 cache, prefix-LM and sequence-id masks, initialisation schemes, the flash and
 triton kernels. composer's ``LPLayerNorm`` is a LayerNorm outside autocast.
-It was checked against the published code itself (logits equal to the
-last bit on a tiny model, with and without QK LayerNorm and clipping).
+It was checked against the published code of both versions (logits equal
+to the last bit on tiny models, with and without QK LayerNorm, clipping,
+biases, learned positions and logit scale).
 """
 import json
 import math

@@ -197,7 +197,7 @@ def test_refuses_unknown_parameters(tmp_path):
                 **state, 'transformer.blocks.0.attn.Wqkv.bias':
                 torch.zeros(192)
             }, 'mpt')
-    # a directory without weights
+    # a directory whose weights lack most of the model's, then none
     path = save_mosaic_gpt_dir(reference(), str(tmp_path / 'mpt'),
                                'model.safetensors')
     save_file({'transformer.wte.weight': state['transformer.wte.weight']},
