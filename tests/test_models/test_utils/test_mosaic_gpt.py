@@ -40,9 +40,10 @@ TINY = dict(
     attn_qk_ln=True,
     no_bias=True)
 # Two implementations of one function, in the same shapes: equal to the last
-# bit where this was written; the fp32 logits reach ~20 (wide init), and the
-# controls below move them by > 0.1.
-ATOL = 1e-4
+# bit where this was written (1 and 2 threads). Another CPU may order their
+# reductions differently; the fp32 logits reach ~20 (wide init), so allow
+# 1e-3, 100 times below what the controls below move them by (> 0.1).
+ATOL = 1e-3
 
 
 def reference(seed=0, **overrides) -> MosaicGPTReference:
