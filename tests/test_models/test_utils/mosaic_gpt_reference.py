@@ -142,9 +142,17 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg['d_model'], bias=bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor):
+    def forward(self,
+                x: torch.Tensor,
+                past_key_value=None,
+                attn_bias: torch.Tensor = None,
+                attention_mask=None,
+                is_causal: bool = True):
+        """Called as MosaicGPT calls it (OpenFlamingo's wrapper passes the
+        keywords through); the padding is in ``attn_bias``."""
+        assert past_key_value is None and attention_mask is None and is_causal
         x = x + self.attn(self.ln_1(x), attn_bias)
-        return x + self.mlp(self.ln_2(x))
+        return x + self.mlp(self.ln_2(x)), None
 
 
 def alibi_slopes(n_heads: int, alibi_bias_max: int) -> torch.Tensor:
@@ -208,7 +216,12 @@ class MosaicGPTReference(nn.Module):
             x = x + self.transformer.wpe(pos)
         attn_bias = self.attn_bias(attention_mask, x.dtype)
         for block in self.transformer.blocks:
-            x = block(x, attn_bias)
+            x, _ = block(
+                x,
+                past_key_value=None,
+                attn_bias=attn_bias,
+                attention_mask=None,
+                is_causal=True)
         x = self.transformer.ln_f(x)
         logits = F.linear(x, self.transformer.wte.weight, None)
         logit_scale = self.cfg['logit_scale']

@@ -3,25 +3,35 @@
 The reference, :mod:`mosaic_gpt_reference` beside this file, re-states the
 published MosaicGPT forward; a tiny MosaicGPT saved as a directory must give
 the same logits once built by :func:`build_causal_lm`, and the OpenFlamingo-3B
-recipe must build end to end on tiny stand-ins of its pretrained parts.
+recipe must build end to end on tiny stand-ins of its pretrained parts and
+compute what OpenFlamingo (the installed open_flamingo) computes on them.
 """
 import os.path as osp
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmpretrain.structures import DataSample
 from mosaic_gpt_reference import (MosaicGPTReference, mosaic_gpt_config,
                                   save_mosaic_gpt_dir)
 from safetensors.torch import save_file
-from transformers import (AutoModelForCausalLM, CLIPVisionConfig,
-                          CLIPVisionModel, MptForCausalLM)
+from torch import nn
+from transformers import (AutoModelForCausalLM, AutoTokenizer,
+                          CLIPVisionConfig, CLIPVisionModel, MptForCausalLM)
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from mmflamingo.models.utils import build_causal_lm
 from mmflamingo.models.utils.mosaic_gpt import (QKLayerNormWqkv,
                                                 convert_mosaic_gpt_state_dict,
                                                 mosaic_gpt_to_mpt_config)
+from mmflamingo.models.utils.openflamingo import (
+    convert_openflamingo_state_dict, read_openflamingo_checkpoint)
 from mmflamingo.registry import MODELS
 from mmflamingo.testing import generation_margin
+from mmflamingo.testing.openflamingo import (build_openflamingo,
+                                             randomise_openflamingo,
+                                             save_openflamingo_checkpoint)
 
 ROOT = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -211,11 +221,46 @@ def test_refuses_unknown_parameters(tmp_path):
 
 
 # ------------------------------------------- the OpenFlamingo-3B recipe
+class OpenFlamingoMosaicGPT(MosaicGPTReference):
+    """The reference as OpenFlamingo's factory meets MosaicGPT: a
+    ``config`` with ``d_model``, the embedding accessors the factory patches
+    in for MPT-1B, ``PreTrainedModel``'s ``resize_token_embeddings`` (old
+    rows kept, new rows drawn) and an output with ``logits``."""
+
+    def __init__(self, cfg: dict) -> None:
+        super().__init__(cfg)
+        self.config = SimpleNamespace(d_model=cfg['d_model'])
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.transformer.wte
+
+    def set_input_embeddings(self, embedding: nn.Embedding) -> None:
+        self.transformer.wte = embedding
+
+    def resize_token_embeddings(self, num: int) -> nn.Embedding:
+        old = self.transformer.wte.weight
+        new = nn.Embedding(num, old.shape[1])
+        rows = min(num, old.shape[0])
+        with torch.no_grad():
+            new.weight[:rows] = old[:rows]
+        self.set_input_embeddings(new)
+        return new
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return CausalLMOutputWithPast(
+            logits=super().forward(input_ids, attention_mask))
+
+
 def test_openflamingo_3b_config_builds(tmp_path, tokenizer_dir, set_gates):
-    """The recipe as written, its pretrained directories replaced by tiny
+    """The 3B recipe as written, its pretrained directories replaced by tiny
     ones (a MosaicGPT, a CLIP, the test tokenizer) and its checkpoint by one
-    saved from the same recipe."""
-    ref = reference()
+    of OpenFlamingo on that MosaicGPT, converted: it computes what that
+    OpenFlamingo computes."""
+    ref = reference()  # 512 rows, more than the tokenizer has, as MPT-1B
+    lm_dir = save_mosaic_gpt_dir(ref, str(tmp_path / 'mpt'))
+    torch.manual_seed(0)
     clip = CLIPVisionModel(
         CLIPVisionConfig(
             hidden_size=32,
@@ -223,60 +268,92 @@ def test_openflamingo_3b_config_builds(tmp_path, tokenizer_dir, set_gates):
             num_hidden_layers=2,
             num_attention_heads=2,
             image_size=32,
-            patch_size=8))
+            patch_size=8)).eval()
     clip.save_pretrained(str(tmp_path / 'clip'))
+
+    # OpenFlamingo-3B as its factory builds it, on the same MosaicGPT
+    of_lm = OpenFlamingoMosaicGPT(ref.cfg)
+    of_lm.load_state_dict(ref.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    of_model = build_openflamingo(of_lm, clip, tokenizer, 1,
+                                  'transformer.blocks')
+    randomise_openflamingo(of_model)
+    of_checkpoint = save_openflamingo_checkpoint(
+        of_model, str(tmp_path / 'checkpoint.pt'))
+    checkpoint = str(tmp_path / 'openflamingo-3b_mmflamingo.pth')
+    torch.save(
+        convert_openflamingo_state_dict(
+            read_openflamingo_checkpoint(of_checkpoint)), checkpoint)
+
     cfg = Config.fromfile(CONFIG_3B).model.to_dict()
     cfg['backbone']['pretrained'] = str(tmp_path / 'clip')
     cfg['tokenizer']['pretrained'] = tokenizer_dir
-    cfg['head']['lm']['pretrained'] = save_mosaic_gpt_dir(
-        ref, str(tmp_path / 'mpt'))
-    checkpoint = cfg.pop('checkpoint')
-    assert checkpoint.endswith('.pth')
-
-    # train nothing, but save what training would: random trained weights
-    torch.manual_seed(0)
-    trained = MODELS.build(cfg)
-    with torch.no_grad():
-        for param in trained.parameters():
-            if param.requires_grad:
-                param.normal_(0, 0.2)
-    set_gates(trained, 1.0)
-    torch.save(trained.state_dict(), str(tmp_path / 'checkpoint.pth'))
-
-    model = MODELS.build({
-        **cfg, 'checkpoint': str(tmp_path / 'checkpoint.pth')
-    }).eval()
+    cfg['head']['lm']['pretrained'] = lm_dir
+    assert cfg['checkpoint'].endswith('.pth')
+    cfg['checkpoint'] = checkpoint
+    model = MODELS.build(cfg).eval()
     head, lm = model.head, model.head.lm
     assert type(lm) is MptForCausalLM
     assert head.xattn_layers == [0, 1]  # every layer, as OpenFlamingo-3B
     assert len(model.neck.layers) == 6
-    for key, value in trained.state_dict().items():
-        assert torch.equal(model.state_dict()[key], value), key
+    assert len(tokenizer) == len(model.tokenizer)
+
+    # OpenFlamingo's logits, images seen (right padding: its forward passes
+    # no position ids)
+    texts = [
+        '<image>a photo of a red circle.<|endofchunk|><image>a blue square',
+        'Output: <image>a cat sitting on a mat.'
+    ]
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 2, 1, 3, 32, 32, generator=generator)
+    images[1, 1] = 0  # sample 1 has one image
+    samples = [DataSample(metainfo=dict(text=t)) for t in texts]
+    for sample, num in zip(samples, (2, 1)):
+        sample.set_field(num, 'num_media', field_type='metainfo')
+    text = tokenizer(
+        texts, padding='longest', padding_side='right', return_tensors='pt')
+    real = text['attention_mask'].bool()
+
+    def both(images):
+        with torch.no_grad():
+            of_logits = of_model(images, text['input_ids'],
+                                 text['attention_mask']).logits
+            logits = model(images, samples, mode='tensor')
+        return of_logits[real], logits[real]
+
+    of_logits, logits = both(images)
+    # as for the other LMs' OpenFlamingo equivalence: other sums, other
+    # orders; a wrong image or mask moves them by > 1e-2
+    torch.testing.assert_close(logits, of_logits, rtol=0, atol=ATOL)
+    changed = images.clone()
+    changed[0, 1] = torch.randn(changed[0, 1].shape, generator=generator)
+    of_changed, changed_logits = both(changed)
+    assert (of_changed - of_logits).abs().amax() > 1e-2
+    torch.testing.assert_close(changed_logits, of_changed, rtol=0, atol=ATOL)
 
     # gates closed: the MosaicGPT's own logits
     num_base = model.tokens.num_base
-    texts = ['a photo of a red circle.', 'the quick brown fox jumps over']
+    plain = ['a photo of a red circle.', 'the quick brown fox jumps over']
     encoded = model.tokenizer(
-        texts, padding='longest', padding_side='left', return_tensors='pt')
+        plain, padding='longest', padding_side='left', return_tensors='pt')
     ids, mask = encoded['input_ids'], encoded['attention_mask']
     assert not mask.all() and ids[mask.bool()].max() < num_base
-    images = torch.randn(
-        2, 1, 1, 3, 32, 32,
-        generator=torch.Generator().manual_seed(0))  # (B, N, T, C, H, W)
     with torch.no_grad():
         media = model.extract_media(images)
+    gates = {
+        k: v.clone()
+        for k, v in head.state_dict().items() if '_gate' in k
+    }
     set_gates(model, 0.0)
     with torch.no_grad():
-        logits = head(ids, mask, media).logits[..., :num_base]
+        closed = head(ids, mask, media).logits[..., :num_base]
         expected = ref(ids, mask)[..., :num_base]
     real = mask.bool()
-    # the output layer is split in base and new rows: a matmul of another
-    # width may round differently
-    torch.testing.assert_close(logits[real], expected[real], rtol=0, atol=ATOL)
+    torch.testing.assert_close(closed[real], expected[real], rtol=0, atol=ATOL)
+    head.load_state_dict(gates, strict=False)
 
-    # gates open (as trained): generation with the KV cache equals without
-    set_gates(model, 1.0)
-    prompts = [f'<image>{texts[0]}', f'<image>{texts[1]}']
+    # generation with the KV cache equals generation without
+    prompts = [f'<image>{plain[0]}', f'<image>{plain[1]}']
     prompt = model.tokenizer(
         prompts, padding='longest', padding_side='left', return_tensors='pt')
 
