@@ -52,10 +52,10 @@ from mmflamingo.testing import tiny_flamingo_config  # noqa: E402
 # the config field each architecture initialises its weights from
 _INIT_STD_FIELD = {'opt': 'init_std'}
 INIT_STD = 0.5
-# Gemma 2 normalises what each layer adds and scales its embeddings by
+# Gemma 2 and 3 normalise what each layer adds and scale their embeddings by
 # sqrt(hidden): drawn with 0.5 the embeddings drown out the layers and the
-# images (its generations would not depend on them)
-_INIT_STDS = {'gemma2': 0.2}
+# images (Gemma 2's generations did not depend on them)
+_INIT_STDS = {'gemma2': 0.2, 'gemma3': 0.2}
 
 # The models are tiny: intra-op threads only add synchronisation, which costs
 # up to 30x when the cores are shared with other processes.

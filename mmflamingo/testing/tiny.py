@@ -70,6 +70,14 @@ TINY_LM_CONFIGS = {
         num_key_value_heads=2,
         head_dim=16,
         tie_word_embeddings=False),
+    # Gemma 3's text model; untied as Gemma 2
+    'gemma3':
+    dict(
+        model_type='gemma3_text',
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        tie_word_embeddings=False),
     'phi':
     dict(model_type='phi', num_attention_heads=4),
     # its default pad id, 32000, is past the tiny vocabulary

@@ -23,8 +23,8 @@ KVPair = Tuple[torch.Tensor, torch.Tensor]
 # checked against the repeated-cache path in
 # tests/test_models/test_heads/test_flamingo_lm_head.py
 PACKED_SCORING_MODEL_TYPES = frozenset(
-    ('llama', 'mistral', 'qwen2', 'qwen3', 'gemma', 'gemma2', 'phi', 'phi3',
-     'olmo2', 'opt', 'gpt_neox'))
+    ('llama', 'mistral', 'qwen2', 'qwen3', 'gemma', 'gemma2', 'gemma3_text',
+     'phi', 'phi3', 'olmo2', 'opt', 'gpt_neox'))
 
 
 @dataclass
@@ -53,8 +53,8 @@ class FlamingoLMHead(BaseModule):
     each chosen layer applies its :class:`GatedCrossAttentionBlock` to the
     hidden states entering it, so the LM keeps its own modules, parameter
     names and caching; LLaMA (Llama 3's RoPE scaling included), Mistral,
-    Qwen2, Qwen3, Gemma, Gemma 2, Phi, Phi-3, OLMo 2, OPT, GPT-2, GPT-NeoX and
-    MPT all work unchanged.
+    Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Phi, Phi-3, OLMo 2, OPT, GPT-2,
+    GPT-NeoX and MPT all work unchanged.
 
     The tokenizer's new tokens get trainable rows of their own
     (:class:`ExtendedEmbedding`, :class:`ExtendedLMHead`); the rest of the LM

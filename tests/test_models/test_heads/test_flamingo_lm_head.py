@@ -26,6 +26,7 @@ DECODER_LAYERS = {
     'qwen3': 'model.layers',
     'gemma': 'model.layers',
     'gemma2': 'model.layers',
+    'gemma3': 'model.layers',
     'phi': 'model.layers',
     'phi3': 'model.layers',
     'olmo2': 'model.layers',
