@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
+from transformers import DynamicCache
 
 from mmflamingo.registry import MODELS
 from mmflamingo.tokens import FlamingoTokens
@@ -22,7 +23,8 @@ KVPair = Tuple[torch.Tensor, torch.Tensor]
 # checked against the repeated-cache path in
 # tests/test_models/test_heads/test_flamingo_lm_head.py
 PACKED_SCORING_MODEL_TYPES = frozenset(
-    ('llama', 'mistral', 'qwen2', 'gemma', 'phi', 'opt', 'gpt_neox'))
+    ('llama', 'mistral', 'qwen2', 'qwen3', 'gemma', 'gemma2', 'gemma3_text',
+     'phi', 'phi3', 'olmo2', 'opt', 'gpt_neox'))
 
 
 @dataclass
@@ -58,8 +60,9 @@ class FlamingoLMHead(BaseModule):
     The LM's decoder layers are found generically, and a forward pre-hook on
     each chosen layer applies its :class:`GatedCrossAttentionBlock` to the
     hidden states entering it, so the LM keeps its own modules, parameter
-    names and caching; LLaMA, Mistral, Qwen2, OPT, GPT-2, GPT-NeoX, MPT, Phi
-    and Gemma all work unchanged.
+    names and caching; LLaMA (Llama 3's RoPE scaling included), Mistral,
+    Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Phi, Phi-3, OLMo 2, OPT, GPT-2,
+    GPT-NeoX and MPT all work unchanged.
 
     The tokenizer's new tokens get trainable rows of their own
     (:class:`ExtendedEmbedding`, :class:`ExtendedLMHead`); the rest of the LM
@@ -140,6 +143,14 @@ class FlamingoLMHead(BaseModule):
         self._visual: Optional[_VisualInputs] = None
         self._lm_takes_position_ids = 'position_ids' in inspect.signature(
             self.lm.forward).parameters
+        # LMs with a fixed-size cache of their own (Gemma 2's HybridCache)
+        # would size it to the call that starts it, which later calls
+        # (decode steps, continuations) outgrow: they get a DynamicCache.
+        # (transformers 4.x's Gemma 2 masks its sliding window right with a
+        # DynamicCache only while the text fits in the window, 4096 tokens.)
+        self._lm_sizes_its_cache = getattr(self.lm.generation_config,
+                                           'cache_implementation',
+                                           None) is not None
         self.gradient_checkpointing = gradient_checkpointing
         if gradient_checkpointing:
             self.lm.gradient_checkpointing_enable(
@@ -347,6 +358,9 @@ class FlamingoLMHead(BaseModule):
 
     def _lm_kwargs(self, input_ids, attention_mask, past_key_values,
                    use_cache) -> dict:
+        if use_cache and past_key_values is None and \
+                self._lm_sizes_its_cache:
+            past_key_values = DynamicCache()
         kwargs = dict(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -450,6 +464,9 @@ class FlamingoLMHead(BaseModule):
                 rows = _rows_per_sample(generate_kwargs)
                 generate_kwargs['past_key_values'] = _repeat_cache(
                     prefill.past_key_values, rows)
+                if self._lm_sizes_its_cache:
+                    # generate refuses a cache besides a cache_implementation
+                    generate_kwargs.setdefault('cache_implementation', None)
             return self.lm.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,

@@ -66,11 +66,24 @@ class ExtendedEmbedding(nn.Module):
             raise ValueError(
                 f'the LM has {base.weight.shape[0]} embedding rows, fewer '
                 f'than the {num_base} tokens of its tokenizer')
+        # Gemma 3's embedding scales the rows it looks up (embed_scale); an
+        # embedding computing anything else would be silently replaced
+        embed_scale = getattr(base, 'embed_scale', None)
+        if type(base).forward is not nn.Embedding.forward and \
+                embed_scale is None:
+            raise TypeError(
+                f'the LM\'s input embedding, {type(base).__name__}, computes '
+                'more than a table lookup: ExtendedEmbedding cannot stand '
+                'in for it')
         self.num_base = num_base
         self.weight = nn.Parameter(
             base.weight.data[:num_base], requires_grad=False)
         self.new_weight = nn.Parameter(
             _new_rows(base.weight.data, num_base, num_new, known))
+        self.register_buffer(
+            'embed_scale',
+            None if embed_scale is None else embed_scale.detach().clone(),
+            persistent=False)
 
     @property
     def num_embeddings(self) -> int:
@@ -85,7 +98,10 @@ class ExtendedEmbedding(nn.Module):
         base = F.embedding(input_ids.masked_fill(is_new, 0), self.weight)
         new = F.embedding((input_ids - self.num_base).clamp(min=0),
                           self.new_weight).to(base.dtype)
-        return torch.where(is_new[..., None], new, base)
+        embeddings = torch.where(is_new[..., None], new, base)
+        if self.embed_scale is not None:
+            embeddings = embeddings * self.embed_scale.to(embeddings.dtype)
+        return embeddings
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         _load_full_table(self, state_dict, prefix, 'weight')

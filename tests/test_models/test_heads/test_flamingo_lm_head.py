@@ -11,18 +11,26 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from mmflamingo.models.layers import GatedCrossAttentionBlock
-from mmflamingo.models.utils import find_decoder_layers
-from mmflamingo.testing import TINY_LM_CONFIGS, generation_margin
+from mmflamingo.models.utils import build_causal_lm, find_decoder_layers
+from mmflamingo.testing import (TINY_LM_CONFIGS, generation_margin,
+                                tiny_lm_config)
 
 ARCHS = list(TINY_LM_CONFIGS)
-TIED = {'gemma', 'opt', 'gpt2', 'mpt'}  # tie_word_embeddings by default
+# tie_word_embeddings in their tiny configs
+TIED = {'gemma', 'opt', 'gpt2', 'mpt'}
 OUTPUT_BIAS = {'phi'}
 DECODER_LAYERS = {
     'llama': 'model.layers',
+    'llama3': 'model.layers',
     'mistral': 'model.layers',
     'qwen2': 'model.layers',
+    'qwen3': 'model.layers',
     'gemma': 'model.layers',
+    'gemma2': 'model.layers',
+    'gemma3': 'model.layers',
     'phi': 'model.layers',
+    'phi3': 'model.layers',
+    'olmo2': 'model.layers',
     'opt': 'model.decoder.layers',
     'gpt2': 'transformer.h',
     'gpt_neox': 'gpt_neox.layers',
@@ -146,6 +154,24 @@ def test_closed_gates_compute_the_bare_lm(arch, build_flamingo, set_gates):
     with torch.no_grad():
         opened = head(ids, mask, visual).logits
     assert (opened[real] - logits[real]).abs().amax() > 1e-2
+
+
+def test_llama3_case_scales_rope():
+    """The 'llama3' case runs Llama 3's RoPE scaling, not plain RoPE: the
+    same weights without it give other hidden states past position 0."""
+    config = tiny_lm_config('llama3')
+    assert config['rope_scaling']['rope_type'] == 'llama3'
+    torch.manual_seed(0)
+    scaled = build_causal_lm(config=config).eval()
+    plain = build_causal_lm(config={**config, 'rope_scaling': None}).eval()
+    plain.load_state_dict(scaled.state_dict())
+    ids = torch.arange(1, 41)[None]
+    with torch.no_grad():
+        outputs = [
+            lm.model(input_ids=ids).last_hidden_state for lm in (scaled, plain)
+        ]
+    torch.testing.assert_close(outputs[0][0, 0], outputs[1][0, 0])
+    assert (outputs[0] - outputs[1])[0, 1:].abs().amax() > 1e-2
 
 
 # ---------------------------------------------- (b) what is trainable
