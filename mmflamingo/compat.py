@@ -10,8 +10,8 @@
   version. The switch is set right after ``mmpretrain.utils.dependency`` is
   imported, which MMPretrain does before any of its models, so
   ``import mmflamingo`` stays cheap (it imports no MMPretrain itself).
-- **transformers** 4.46 and later, 5.x included: the few places where
-  the two major versions need different calls are the functions here.
+- **transformers** 4.46 and later, 5.x included: where versions name the
+  same thing differently, the functions here give the name to use.
 
 ``mmflamingo/__init__.py`` imports this module first.
 """
@@ -22,12 +22,17 @@ from importlib.util import find_spec
 from types import ModuleType
 from typing import Callable
 
-__all__ = ['after_import', 'TRANSFORMERS_MAJOR']
+from packaging.version import Version
+
+__all__ = [
+    'after_import', 'TRANSFORMERS_VERSION', 'dtype_kwargs', 'lm_cache_name',
+    'clip_vision_transformer', 'enable_activation_checkpointing'
+]
 
 # where MMPretrain decides whether to import its multimodal models
 _MMPRETRAIN_DEPENDENCY = 'mmpretrain.utils.dependency'
 
-TRANSFORMERS_MAJOR = int(version('transformers').split('.')[0])
+TRANSFORMERS_VERSION = Version(version('transformers'))
 
 
 class _AfterImport(MetaPathFinder):
@@ -65,6 +70,51 @@ def after_import(name: str, callback: Callable[[ModuleType], None]) -> None:
         callback(sys.modules[name])
     else:
         sys.meta_path.insert(0, _AfterImport(name, callback))
+
+
+def dtype_kwargs(dtype) -> dict:
+    """The keyword that sets a model's dtype in ``from_pretrained`` and
+    ``from_config``: ``dtype`` since transformers 4.56, ``torch_dtype``
+    (deprecated since) before."""
+    if TRANSFORMERS_VERSION >= Version('4.56'):
+        return dict(dtype=dtype)
+    return dict(torch_dtype=dtype)
+
+
+def lm_cache_name(lm) -> str:
+    """The name under which a causal LM takes and returns its KV cache:
+    ``cache`` in recent transformers 5.x (which still accepts
+    ``past_key_values``, with a deprecation warning), ``past_key_values``
+    in 4.x and in remote code."""
+    import inspect
+    params = inspect.signature(lm.forward).parameters
+    return 'cache' if 'cache' in params else 'past_key_values'
+
+
+def enable_activation_checkpointing(lm, checkpoint_kwargs: dict) -> None:
+    """Recompute ``lm``'s layers in the backward pass, with
+    ``torch.utils.checkpoint.checkpoint(**checkpoint_kwargs)``.
+
+    ``activation_checkpointing_enable`` in recent transformers 5.x, where
+    ``gradient_checkpointing_enable`` is its deprecated alias; the latter
+    before. transformers 5 checkpoints a layer's ``forward``, so forward
+    pre-hooks on the layer run outside the checkpoint; transformers 4
+    checkpoints its ``__call__``, hooks included.
+    """
+    enable = getattr(lm, 'activation_checkpointing_enable', None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=checkpoint_kwargs)
+    else:
+        lm.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs=checkpoint_kwargs)
+
+
+def clip_vision_transformer(clip):
+    """The module of a ``CLIPVisionModel`` that holds ``embeddings``,
+    ``pre_layrnorm``, ``encoder`` and ``post_layernorm``: its
+    ``vision_model`` in transformers 4.x, the model itself in 5.x (which
+    still reads and writes the 4.x parameter names in saved files)."""
+    return getattr(clip, 'vision_model', clip)
 
 
 def _without_mmpretrain_multimodal(dependency: ModuleType) -> None:

@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
+from mmflamingo.compat import clip_vision_transformer
 from mmflamingo.registry import MODELS
 from .base_vision_encoder import BaseVisionEncoder
 
@@ -99,7 +100,7 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Encode images with CLIP; see ``BaseVisionEncoder.encode``."""
-        vision_model = self.encoder.vision_model
+        vision_model = clip_vision_transformer(self.encoder)
         is_last = self.out_layer == self.num_layers - 1
         outputs = vision_model(
             pixel_values=images, output_hidden_states=not is_last)

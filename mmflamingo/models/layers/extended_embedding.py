@@ -54,6 +54,10 @@ class ExtendedEmbedding(nn.Module):
         known (bool): The LM was trained with the new tokens, so its rows
             ``num_base ...`` are where theirs start; otherwise they start at
             the mean of the old rows, a neutral embedding. Defaults to False.
+
+    An embedding that scales its output by its ``embed_scale`` (Gemma's, by
+    the square root of the hidden size, since transformers 5) keeps doing
+    so, for every row.
     """
 
     def __init__(self,
@@ -71,6 +75,11 @@ class ExtendedEmbedding(nn.Module):
             base.weight.data[:num_base], requires_grad=False)
         self.new_weight = nn.Parameter(
             _new_rows(base.weight.data, num_base, num_new, known))
+        scale = getattr(base, 'embed_scale', None)
+        self.register_buffer(
+            'embed_scale',
+            None if scale is None else torch.as_tensor(scale).clone(),
+            persistent=False)
 
     @property
     def num_embeddings(self) -> int:
@@ -85,7 +94,10 @@ class ExtendedEmbedding(nn.Module):
         base = F.embedding(input_ids.masked_fill(is_new, 0), self.weight)
         new = F.embedding((input_ids - self.num_base).clamp(min=0),
                           self.new_weight).to(base.dtype)
-        return torch.where(is_new[..., None], new, base)
+        embeds = torch.where(is_new[..., None], new, base)
+        if self.embed_scale is not None:
+            embeds = embeds * self.embed_scale.to(base.dtype)
+        return embeds
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         _load_full_table(self, state_dict, prefix, 'weight')

@@ -8,6 +8,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import nn
 
+from mmflamingo.compat import dtype_kwargs
 from mmflamingo.tokens import check_local_dir
 
 _DTYPES = {
@@ -55,14 +56,14 @@ def build_causal_lm(pretrained: Optional[str] = None,
         return AutoModelForCausalLM.from_pretrained(
             pretrained,
             local_files_only=True,
-            torch_dtype=dtype,
-            trust_remote_code=trust_remote_code)
+            trust_remote_code=trust_remote_code,
+            **dtype_kwargs(dtype))
     config = dict(config)
     if 'model_type' not in config:
         raise KeyError(f'{field}.config needs a `model_type`, e.g. "llama"')
     hf_config = AutoConfig.for_model(config.pop('model_type'), **config)
     return AutoModelForCausalLM.from_config(
-        hf_config, torch_dtype=dtype, trust_remote_code=trust_remote_code)
+        hf_config, trust_remote_code=trust_remote_code, **dtype_kwargs(dtype))
 
 
 def get_attr_path(obj, path: str):

@@ -431,7 +431,7 @@ def test_forward_continues_a_cache(arch, open_model):
             mask,
             visual,
             num_media,
-            past_key_values=prefix.past_key_values,
+            past_key_values=prefix[head.cache_name],
             past_media=past_media,
             use_cache=True)
         return torch.cat((prefix.logits, chunk.logits), dim=1)
@@ -465,7 +465,7 @@ def test_forward_continues_a_cache(arch, open_model):
             ids[:, split:],
             mask,
             visual,
-            past_key_values=prefix.past_key_values,
+            past_key_values=prefix[head.cache_name],
             use_cache=True)
 
 
