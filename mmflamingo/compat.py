@@ -20,13 +20,14 @@ from importlib.abc import MetaPathFinder
 from importlib.metadata import version
 from importlib.util import find_spec
 from types import ModuleType
-from typing import Callable
+from typing import Callable, Optional
 
 from packaging.version import Version
 
 __all__ = [
     'after_import', 'TRANSFORMERS_VERSION', 'dtype_kwargs', 'lm_cache_name',
-    'clip_vision_transformer', 'enable_activation_checkpointing'
+    'clip_vision_transformer', 'enable_activation_checkpointing',
+    'legacy_key_renamer'
 ]
 
 # where MMPretrain decides whether to import its multimodal models
@@ -115,6 +116,43 @@ def clip_vision_transformer(clip):
     ``vision_model`` in transformers 4.x, the model itself in 5.x (which
     still reads and writes the 4.x parameter names in saved files)."""
     return getattr(clip, 'vision_model', clip)
+
+
+def legacy_key_renamer(model,
+                       reverse: bool = False
+                       ) -> Optional[Callable[[str], str]]:
+    """How transformers renames the parameter names that earlier versions
+    gave ``model``, as a function of a name relative to ``model``; None
+    where nothing is renamed (transformers 4).
+
+    transformers 5 reads older files through renamings of its own (for
+    example GPT-NeoX's ``embed_out`` is ``lm_head``, and a
+    ``CLIPVisionModel``'s ``vision_model.`` prefix is gone); these are the
+    plain renamings among them, for state dicts read by other means (our
+    checkpoints, OpenFlamingo's). ``reverse``: the other way, from today's
+    names to those of transformers 4 (without the renamings of still older
+    formats), as ``save_pretrained`` writes them.
+    """
+    try:
+        from transformers.conversion_mapping import \
+            get_model_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming
+    except ImportError:
+        return None
+    renamings = [
+        transform for transform in get_model_conversion_mapping(
+            model, add_legacy=not reverse)
+        if isinstance(transform, WeightRenaming)
+    ]
+    if reverse:
+        renamings = [t.reverse_transform() for t in reversed(renamings)]
+
+    def rename(name: str) -> str:
+        for renaming in renamings:
+            name, _ = renaming.rename_source_key(name)
+        return name
+
+    return rename
 
 
 def _without_mmpretrain_multimodal(dependency: ModuleType) -> None:

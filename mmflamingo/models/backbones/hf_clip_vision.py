@@ -7,6 +7,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from mmflamingo.compat import clip_vision_transformer
 from mmflamingo.registry import MODELS
+from ..utils import read_legacy_parameter_names
 from .base_vision_encoder import BaseVisionEncoder
 
 __all__ = ['HFCLIPVisionEncoder']
@@ -71,6 +72,9 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
             clip = self._load_pretrained(pretrained)
         else:
             clip = CLIPVisionModel(CLIPVisionConfig(**config))
+        # checkpoints with the frozen weights (``save_frozen``) written
+        # with transformers 4 load under 5
+        read_legacy_parameter_names(clip)
         clip_config = clip.config
         super().__init__(
             encoder=clip,
