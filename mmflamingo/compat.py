@@ -13,8 +13,9 @@
 - **transformers** 4.46 and later, 5.x included: where versions name the
   same thing differently, the functions here give the name to use.
 
-``mmflamingo/__init__.py`` imports this module first.
+``import mmflamingo`` imports this module, and no MMPretrain.
 """
+import inspect
 import sys
 from importlib.abc import MetaPathFinder
 from importlib.metadata import version
@@ -87,7 +88,6 @@ def lm_cache_name(lm) -> str:
     ``cache`` in recent transformers 5.x (which still accepts
     ``past_key_values``, with a deprecation warning), ``past_key_values``
     in 4.x and in remote code."""
-    import inspect
     params = inspect.signature(lm.forward).parameters
     return 'cache' if 'cache' in params else 'past_key_values'
 
@@ -144,6 +144,8 @@ def legacy_key_renamer(model,
             model, add_legacy=not reverse)
         if isinstance(transform, WeightRenaming)
     ]
+    if not renamings:
+        return None
     if reverse:
         renamings = [t.reverse_transform() for t in reversed(renamings)]
 
