@@ -52,6 +52,10 @@ from mmflamingo.testing import tiny_flamingo_config  # noqa: E402
 # the config field each architecture initialises its weights from
 _INIT_STD_FIELD = {'opt': 'init_std'}
 INIT_STD = 0.5
+# Gemma 2 and 3 normalise what each layer adds and scale their embeddings by
+# sqrt(hidden): drawn with 0.5 the embeddings drown out the layers and the
+# images (Gemma 2's generations did not depend on them)
+_INIT_STDS = {'gemma2': 0.2, 'gemma3': 0.2}
 
 # The models are tiny: intra-op threads only add synchronisation, which costs
 # up to 30x when the cores are shared with other processes.
@@ -83,8 +87,9 @@ def build_flamingo(tokenizer_dir):
     """``build_flamingo(lm_type, gates=None, seed=0, lm_config=None, ...)``.
 
     Builds :func:`tiny_flamingo_config` in eval mode with LM weights drawn
-    with std ``INIT_STD``; ``gates`` fills all gates; ``neck_cfg`` and
-    ``model_cfg`` update the neck and the top-level ``Flamingo`` config;
+    with std ``INIT_STD`` (or the architecture's ``_INIT_STDS``); ``gates``
+    fills all gates; ``neck_cfg`` and ``model_cfg`` update the neck and the
+    top-level ``Flamingo`` config;
     other keyword arguments go to :func:`tiny_flamingo_config` (head
     overrides included).
     """
@@ -97,7 +102,8 @@ def build_flamingo(tokenizer_dir):
               model_cfg=None,
               **kwargs):
         lm_config = {
-            _INIT_STD_FIELD.get(lm_type, 'initializer_range'): INIT_STD,
+            _INIT_STD_FIELD.get(lm_type, 'initializer_range'):
+            _INIT_STDS.get(lm_type, INIT_STD),
             **(lm_config or {})
         }
         cfg = tiny_flamingo_config(

@@ -87,24 +87,33 @@ def compute_features(
 
     Returns:
         tuple[Tensor, list]: ``(N, D)`` float32 features and the N ids; a
-        video's is the mean over its frames' patches.
+        video's is the mean over its frames' patches. Samples that share
+        their first medium (VQA's questions about one image) share its
+        feature: each file is encoded once.
     """
     pipeline = Compose(pipeline or media_pipeline(model.backbone.image_size))
-    features, keys = [], []
-    progress = ProgressBar(len(dataset))
-    for start in range(0, len(dataset), batch_size):
-        packed = []
-        for idx in range(start, min(start + batch_size, len(dataset))):
-            info = dataset.get_data_info(idx)
-            keys.append(info['sample_id'])
-            packed.append(pipeline(dict(media=info['media'][:1], text='')))
+    keys, rows, unique = [], [], {}  # unique: first medium -> its row
+    for idx in range(len(dataset)):
+        info = dataset.get_data_info(idx)
+        keys.append(info['sample_id'])
+        medium = info['media'][0]
+        name = medium if isinstance(medium, str) else ('sample', idx)
+        rows.append(unique.setdefault(name, len(unique)))
+    media = list(unique)
+    features = []
+    progress = ProgressBar(len(media))
+    for start in range(0, len(media), batch_size):
+        packed = [
+            pipeline(dict(media=[medium], text=''))
+            for medium in media[start:start + batch_size]
+        ]
         images = model.data_preprocessor(pseudo_collate(packed))['images']
         patches = model.backbone(images)  # (B, 1, T, P, D)
         pooled = patches[:, 0].float().mean(dim=(1, 2))  # (B, D)
         features.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
         for _ in packed:
             progress.update()
-    return torch.cat(features), keys
+    return torch.cat(features)[torch.tensor(rows)], keys
 
 
 def main(argv: Optional[List[str]] = None) -> None:

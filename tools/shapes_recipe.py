@@ -503,8 +503,9 @@ def _plot(table: dict, baseline: Dict[str, float], path: str) -> None:
     import matplotlib.pyplot as plt
 
     from mmflamingo.evaluation.bootstrap import interval_bars
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(4 * len(TASKS), 3.6))
-    for ax, task in zip(axes, TASKS):
+    fig, axes = plt.subplots(
+        1, len(TASKS), figsize=(4 * len(TASKS), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], TASKS):
         for offset, selection in zip((-0.15, 0.15), SELECTIONS):
             entry = table.get(f'{task}/{selection}')
             if entry is None:

@@ -2,22 +2,19 @@
 # a cross-attention block before every decoder layer.
 #
 # data/checkpoints/mpt-1b-redpajama-200b: a local copy of
-# anas-awadalla/mpt-1b-redpajama-200b with its modelling code (MosaicGPT,
-# hence trust_remote_code), made where the hub is reachable with
-#   AutoModelForCausalLM.from_pretrained(
+# anas-awadalla/mpt-1b-redpajama-200b, made where the hub is reachable with
+#   huggingface_hub.snapshot_download(
 #       'anas-awadalla/mpt-1b-redpajama-200b',
-#       trust_remote_code=True).save_pretrained(DIR)
-#   AutoTokenizer.from_pretrained(
-#       'anas-awadalla/mpt-1b-redpajama-200b').save_pretrained(DIR)
+#       local_dir='data/checkpoints/mpt-1b-redpajama-200b')
+# Its config.json says model_type "mosaic_gpt": its own modelling code
+# (MosaicGPT) is never run; the LM is built as transformers' MPT with
+# MosaicGPT's weights renamed onto it (mmflamingo/models/utils/mosaic_gpt.py),
+# so no trust_remote_code.
 # data/checkpoints/openflamingo-3b-vitl-mpt1b_mmflamingo.pth: the
 # checkpoint.pt of openflamingo/OpenFlamingo-3B-vitl-mpt1b converted with
 #   python tools/model_converters/openflamingo_to_mmflamingo.py \
 #       data/checkpoints/OpenFlamingo-3B-vitl-mpt1b/checkpoint.pt \
 #       data/checkpoints/openflamingo-3b-vitl-mpt1b_mmflamingo.pth
-#
-# NOTE: MosaicGPT has no get_input_embeddings() (OpenFlamingo's factory
-# patches one in) and computes its logits from `transformer.wte.weight`
-# directly, so FlamingoLMHead needs support for it before this config builds.
 _base_ = ['../_base_/models/openflamingo_vitl14.py']
 
 default_scope = 'mmflamingo'
@@ -25,9 +22,7 @@ default_scope = 'mmflamingo'
 model = dict(
     tokenizer=dict(pretrained='data/checkpoints/mpt-1b-redpajama-200b'),
     head=dict(
-        lm=dict(
-            pretrained='data/checkpoints/mpt-1b-redpajama-200b',
-            trust_remote_code=True),
+        lm=dict(pretrained='data/checkpoints/mpt-1b-redpajama-200b'),
         decoder_layers_attr='transformer.blocks',
         cross_attn_every_n_layers=1),
     checkpoint='data/checkpoints/openflamingo-3b-vitl-mpt1b_mmflamingo.pth')

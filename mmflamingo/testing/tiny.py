@@ -26,6 +26,19 @@ _CORPUS = [
 TINY_LM_CONFIGS = {
     'llama':
     dict(model_type='llama', num_attention_heads=4, num_key_value_heads=2),
+    # Llama 3's RoPE scaling; with 64 original positions it changes most of
+    # the tiny model's frequencies (those of wavelength > 16)
+    'llama3':
+    dict(
+        model_type='llama',
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rope_scaling=dict(
+            rope_type='llama3',
+            factor=8.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=64)),
     'mistral':
     dict(
         model_type='mistral',
@@ -34,14 +47,48 @@ TINY_LM_CONFIGS = {
         sliding_window=None),
     'qwen2':
     dict(model_type='qwen2', num_attention_heads=4, num_key_value_heads=2),
+    'qwen3':
+    dict(
+        model_type='qwen3',
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16),
     'gemma':
     dict(
         model_type='gemma',
         num_attention_heads=4,
         num_key_value_heads=1,
         head_dim=16),
+    # Sliding windows of 4096 (the default): the tiny texts fit in one.
+    # Untied: at random init its embeddings, scaled by sqrt(hidden), outweigh
+    # what its post-normed layers add, and tied output rows then repeat the
+    # input token whatever the context (the tied path is Gemma's, OPT's...)
+    'gemma2':
+    dict(
+        model_type='gemma2',
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        tie_word_embeddings=False),
+    # Gemma 3's text model; untied as Gemma 2
+    'gemma3':
+    dict(
+        model_type='gemma3_text',
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        tie_word_embeddings=False),
     'phi':
     dict(model_type='phi', num_attention_heads=4),
+    # its default pad id, 32000, is past the tiny vocabulary
+    'phi3':
+    dict(
+        model_type='phi3',
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=None),
+    'olmo2':
+    dict(model_type='olmo2', num_attention_heads=4, num_key_value_heads=2),
     'opt':
     dict(
         model_type='opt',

@@ -136,3 +136,57 @@ def test_video_features_pool_every_frame(tmp_path, tokenizer_dir):
     # the default (image) pipeline cannot read a clip
     with pytest.raises(ValueError, match=r'cannot read image .*\.mp4'):
         load_tool().compute_features(model, dataset, batch_size=2)
+
+
+def test_questions_about_one_image_share_its_feature(tmp_path,
+                                                     tokenizer_dir):
+    """VQA-style support sets ask several questions about one image: each
+    image file is encoded once and every question gets its feature, equal
+    to the one computed with no other question beside it."""
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+        Image.new('RGB', (40, 48), colour).save(tmp_path / f'{i}.jpg')
+    image_ids = [0, 1, 0, 0, 1]  # five questions about two images
+    questions = [
+        dict(question_id=q, image_id=i, question='What colour?')
+        for q, i in enumerate(image_ids)
+    ]
+    annotations = [
+        dict(question_id=q, answers=[dict(answer='red')])
+        for q in range(len(image_ids))
+    ]
+    (tmp_path / 'q.json').write_text(json.dumps(dict(questions=questions)))
+    (tmp_path / 'a.json').write_text(json.dumps(dict(annotations=annotations)))
+    dataset = DATASETS.build(
+        dict(
+            type='VQADataset',
+            question_file=str(tmp_path / 'q.json'),
+            annotation_file=str(tmp_path / 'a.json'),
+            image_name='{image_id}.jpg',
+            split='train',
+            data_prefix=dict(img_path=str(tmp_path))))
+    torch.manual_seed(0)
+    model = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
+    model.backbone.num_encoded = 0
+    features, keys = load_tool().compute_features(model, dataset, 4)
+    assert keys == [0, 1, 2, 3, 4]
+    assert model.backbone.num_encoded == 2  # two files, not five questions
+    for q, i in enumerate(image_ids):
+        alone, _ = load_tool().compute_features(
+            model, Subset(dataset, q), batch_size=1)
+        torch.testing.assert_close(features[q], alone[0])
+        # the other image's feature is another
+        other = image_ids.index(1 - i)
+        assert (features[q] - features[other]).abs().max() > 1e-3
+
+
+class Subset:
+    """One sample of a dataset, with its data info (what the tool reads)."""
+
+    def __init__(self, dataset, idx):
+        self.dataset, self.idx = dataset, idx
+
+    def __len__(self):
+        return 1
+
+    def get_data_info(self, idx):
+        return self.dataset.get_data_info(self.idx + idx)

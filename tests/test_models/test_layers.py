@@ -288,6 +288,32 @@ def test_known_tokens_start_from_the_lms_own_rows(bias):
         ExtendedEmbedding(base_emb, base + 1, NUM_NEW, known=True)
 
 
+def test_extended_embedding_keeps_the_lms_row_scale():
+    """Gemma 3's embedding multiplies the rows it looks up by
+    ``embed_scale``; an embedding computing anything else is refused."""
+    from transformers.models.gemma3.modeling_gemma3 import \
+        Gemma3TextScaledWordEmbedding
+    torch.manual_seed(0)
+    base = Gemma3TextScaledWordEmbedding(NUM_ROWS, WIDTH, None, 3.0)
+    emb = ExtendedEmbedding(base, NUM_BASE, NUM_NEW)
+    ids = torch.tensor([[0, 9, 10, 3], [12, 11, 1, 10]])
+    is_base = ids < NUM_BASE
+    out = emb(ids).detach()
+    expected = base(ids.masked_fill(~is_base, 0)).detach()
+    assert torch.equal(out[is_base], expected[is_base])
+    # the new rows are scaled as the LM scales its own
+    assert torch.equal(out[~is_base],
+                       3.0 * emb.new_weight[ids[~is_base] - NUM_BASE].detach())
+
+    class Shifted(nn.Embedding):
+
+        def forward(self, input_ids):
+            return super().forward(input_ids) + 1
+
+    with pytest.raises(TypeError, match='Shifted'):
+        ExtendedEmbedding(Shifted(NUM_ROWS, WIDTH), NUM_BASE, NUM_NEW)
+
+
 def test_extended_embedding_needs_enough_rows():
     base, _ = base_modules()
     with pytest.raises(ValueError, match=f'{NUM_ROWS} embedding rows'):

@@ -86,6 +86,13 @@ def parse_args() -> argparse.Namespace:
         help='rank the first names only (a quick check; default: all)')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument(
+        '--sides',
+        nargs='+',
+        choices=SIDES,
+        default=list(SIDES),
+        help='run these sides only (one side: its speed and memory, e.g. '
+        "mmflamingo's with another --candidate-batch-size, no comparison)")
     return parser.parse_args()
 
 
@@ -353,6 +360,17 @@ def report(args: argparse.Namespace, lengths: np.ndarray,
           f'{np.percentile(lengths, 99):.0f}, max {lengths.max()}), '
           f'mmflamingo {args.candidate_batch_size} names per LM call, '
           f'{threads} threads, {args.repeats} alternating runs each')
+    rates = {}
+    for side in runs:
+        seconds = np.array([run['seconds'] for run in runs[side]])
+        rate = args.num_queries / seconds
+        peak = runs[side][-1]['peak_bytes'] / 2**20
+        rates[side] = float(np.median(rate))
+        print(f'{side:>14}: {rates[side]:.3f} queries/s (median; runs '
+              f'{", ".join(f"{r:.3f}" for r in rate)}), peak memory '
+              f'+{peak:.0f} MiB')
+    if len(runs) < 2:
+        return
     reference = runs['openflamingo'][0]['top5']
     same = all(run['top5'] == reference for side in SIDES
                for run in runs[side])
@@ -364,15 +382,6 @@ def report(args: argparse.Namespace, lengths: np.ndarray,
     ]
     print(f'same top-5 for every query: {same} (queries that differ: '
           f'{mismatches})')
-    rates = {}
-    for side in SIDES:
-        seconds = np.array([run['seconds'] for run in runs[side]])
-        rate = args.num_queries / seconds
-        peak = runs[side][-1]['peak_bytes'] / 2**20
-        rates[side] = float(np.median(rate))
-        print(f'{side:>14}: {rates[side]:.3f} queries/s (median; runs '
-              f'{", ".join(f"{r:.3f}" for r in rate)}), peak memory '
-              f'+{peak:.0f} MiB')
     ratios = np.array([
         m['seconds'] / o['seconds']
         for m, o in zip(runs['mmflamingo'], runs['openflamingo'])
@@ -402,16 +411,16 @@ def main() -> None:
         ])
         context = multiprocessing.get_context('spawn')
         workers = {}
-        for side in SIDES:
+        for side in args.sides:
             conn, child = context.Pipe()
             process = context.Process(
                 target=worker, args=(side, args, root, child))
             process.start()
             workers[side] = (process, conn)
         threads = [conn.recv() for _, conn in workers.values()][0]
-        runs = {side: [] for side in SIDES}
+        runs = {side: [] for side in args.sides}
         for _ in range(args.repeats):
-            for side in SIDES:
+            for side in args.sides:
                 conn = workers[side][1]
                 conn.send(args.num_queries)
                 runs[side].append(conn.recv())

@@ -173,7 +173,9 @@ class BaseVisionEncoder(BaseModule, metaclass=ABCMeta):
                 self.num_encoded -= len(pad)
                 for key, tokens in zip(
                         list(new)[start:start + chunk], encoded):
-                    self._cache[key] = tokens
+                    # a copy: a view would keep the whole chunk, padding
+                    # included, alive while any of its frames is cached
+                    self._cache[key] = tokens.clone()
         out = []
         for key in keys:
             self._cache.move_to_end(key)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
+from transformers import DynamicCache
 
 from mmflamingo.compat import enable_activation_checkpointing, lm_cache_name
 from mmflamingo.registry import MODELS
@@ -24,7 +25,8 @@ KVPair = Tuple[torch.Tensor, torch.Tensor]
 # checked against the repeated-cache path in
 # tests/test_models/test_heads/test_flamingo_lm_head.py
 PACKED_SCORING_MODEL_TYPES = frozenset(
-    ('llama', 'mistral', 'qwen2', 'gemma', 'phi', 'opt', 'gpt_neox'))
+    ('llama', 'mistral', 'qwen2', 'qwen3', 'gemma', 'gemma2', 'gemma3_text',
+     'phi', 'phi3', 'olmo2', 'opt', 'gpt_neox'))
 
 
 @dataclass
@@ -34,12 +36,20 @@ class _VisualInputs:
     Built by :meth:`FlamingoLMHead.visual_inputs` from explicit arguments and
     dropped when that call returns: no visual state outlives a call.
     """
-    media_kv: Optional[Dict[str, KVPair]]  # per layer, (B, H, N * L, Dh)
+    media: Optional[torch.Tensor]  # (B, N, L, Dv) visual tokens, or None
+    # per layer, (B, H, (N - kv_offset) * L, Dh): the keys and values of the
+    # media from ``kv_offset`` (0-based) on, kept between the LM calls of
+    # one head call; each call projects what it needs that is not kept
+    media_kv: Dict[str, KVPair]
     # (B, P + 1): images in the cache and among the first j prompt tokens
     prompt_media_counts: torch.Tensor
     num_media: torch.Tensor  # (B, ) images available per sample
     num_latents: int
     past_length: int = 0  # tokens in the KV cache before the prompt
+    kv_offset: Optional[int] = None  # first media in media_kv (None: none)
+    call_offset: int = 0  # first media this LM call attends to
+    project: bool = True  # this call projects media[:, call_offset:]
+    keep_from: int = 0  # first media a later call can attend to
     media_index: Optional[torch.Tensor] = None  # (B * K, S), per LM call
     attn_bias: Optional[torch.Tensor] = None  # (B, 1, K * S, N * L), per call
     logits_positions: Optional[torch.Tensor] = None  # (B, S) bool, see forward
@@ -52,8 +62,9 @@ class FlamingoLMHead(BaseModule):
     The LM's decoder layers are found generically, and a forward pre-hook on
     each chosen layer applies its :class:`GatedCrossAttentionBlock` to the
     hidden states entering it, so the LM keeps its own modules, parameter
-    names and caching; LLaMA, Mistral, Qwen2, OPT, GPT-2, GPT-NeoX, MPT, Phi
-    and Gemma all work unchanged.
+    names and caching; LLaMA (Llama 3's RoPE scaling included), Mistral,
+    Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3, Phi, Phi-3, OLMo 2, OPT, GPT-2,
+    GPT-NeoX and MPT all work unchanged.
 
     The tokenizer's new tokens get trainable rows of their own
     (:class:`ExtendedEmbedding`, :class:`ExtendedLMHead`); the rest of the LM
@@ -116,6 +127,7 @@ class FlamingoLMHead(BaseModule):
             i for i in range(len(layers))
             if (i + offset) % cross_attn_every_n_layers == 0
         ]
+        self.only_attend_last_media = only_attend_last_media
         self.xattn_blocks = nn.ModuleDict({
             str(i):
             GatedCrossAttentionBlock(
@@ -137,6 +149,14 @@ class FlamingoLMHead(BaseModule):
             self.lm.forward).parameters
         # the LM's keyword and output field for its KV cache
         self.cache_name: str = lm_cache_name(self.lm)
+        # LMs with a fixed-size cache of their own (Gemma 2's HybridCache)
+        # would size it to the call that starts it, which later calls
+        # (decode steps, continuations) outgrow: they get a DynamicCache.
+        # (transformers 4.x's Gemma 2 masks its sliding window right with a
+        # DynamicCache only while the text fits in the window, 4096 tokens.)
+        self._lm_sizes_its_cache = getattr(self.lm.generation_config,
+                                           'cache_implementation',
+                                           None) is not None
         self.gradient_checkpointing = gradient_checkpointing
         if gradient_checkpointing:
             enable_activation_checkpointing(
@@ -218,24 +238,20 @@ class FlamingoLMHead(BaseModule):
             raise RuntimeError('FlamingoLMHead calls cannot be nested')
         batch = prompt_ids.shape[0]
         if media is None:
-            media_kv, num_latents = None, 1
+            num_latents = 1
             num_media = prompt_ids.new_zeros(batch)
         else:
             if media.dim() != 4 or media.shape[0] != batch:
                 raise ValueError(f'media must be (B={batch}, N, L, D), got '
                                  f'{tuple(media.shape)}')
             num_latents = media.shape[2]
-            media_kv = {
-                name: block.project_media(media.to(block.ff_gate.dtype))
-                for name, block in self.xattn_blocks.items()
-            }
             if num_media is None:
                 num_media = prompt_ids.new_full((batch, ), media.shape[1])
         is_media = (prompt_ids == self.tokens.media).long()
         counts = F.pad(is_media.cumsum(-1), (1, 0))  # (B, P + 1)
         if past_media is not None:
             counts = counts + past_media.to(counts)[:, None]
-        self._visual = _VisualInputs(media_kv, counts, num_media.long(),
+        self._visual = _VisualInputs(media, {}, counts, num_media.long(),
                                      num_latents, past_length)
         try:
             yield
@@ -265,14 +281,59 @@ class FlamingoLMHead(BaseModule):
             input_ids == self.tokens.media).long().cumsum(-1)
         # an <image> with no image behind it has nothing to show
         limit = visual.num_media.repeat_interleave(per_sample)[:, None]
-        visual.media_index = torch.minimum(index, limit)
-        if visual.media_kv is not None:
-            # one mask for every layer of this call
-            keys = next(iter(visual.media_kv.values()))[0]
-            block = next(iter(self.xattn_blocks.values()))
-            visual.attn_bias = block.attn.attention_bias(
-                visual.media_index, batch, keys.shape[2], visual.num_latents,
-                keys.dtype)
+        visual.media_index = index = torch.minimum(index, limit)
+        if visual.media is not None:
+            self._plan_media(visual, index, batch)
+
+    def _plan_media(self, visual: _VisualInputs, index: torch.Tensor,
+                    batch: int) -> None:
+        """Which media this LM call projects or reuses, and its mask.
+
+        A token that sees only the most recent image never sees one before
+        the most recent image of its row's first token, nor can any later
+        call's token: the keys and values of the earlier media are neither
+        projected (a prompt's media are projected one layer at a time) nor
+        kept. After a prompt of N images, its continuations (generated
+        tokens, scored class names) attend to 1 image's keys, not N's.
+        """
+        num_media = visual.media.shape[1]
+        first, keep = 0, 0
+        if self.only_attend_last_media and bool((index > 0).any()):
+            # 1-based media index -> 0-based place in visual.media
+            first = int(index[index > 0].min()) - 1
+            # later calls continue after each row's last token
+            keep = max(int(index[:, -1].min()) - 1, 0)
+        visual.project = visual.kv_offset is None or visual.kv_offset > first
+        visual.call_offset = first if visual.project else visual.kv_offset
+        visual.keep_from = max(keep, visual.call_offset)
+        # one mask for every layer of this call, over the media it attends
+        # to: (index - offset) is the media's place among them
+        shifted = torch.where(index > 0, index - visual.call_offset, 0)
+        block = next(iter(self.xattn_blocks.values()))
+        visual.attn_bias = block.attn.attention_bias(
+            shifted, batch,
+            (num_media - visual.call_offset) * visual.num_latents,
+            visual.num_latents, block.ff_gate.dtype)
+        if visual.project:
+            visual.kv_offset = None  # set again as the layers keep theirs
+            visual.media_kv.clear()
+
+    def _media_kv(self, name: str, visual: _VisualInputs) -> KVPair:
+        """A layer's keys and values for this call (see
+        :meth:`_plan_media`)."""
+        if not visual.project:
+            return visual.media_kv[name]
+        block = self.xattn_blocks[name]
+        media = visual.media[:, visual.call_offset:]
+        kv = block.project_media(media.to(block.ff_gate.dtype))
+        if not torch.is_grad_enabled():
+            # inference: keep what a later call can attend to, as a copy
+            # (a view would keep the others alive)
+            skip = (visual.keep_from - visual.call_offset) * visual.num_latents
+            visual.media_kv[name] = tuple(t[:, :, skip:].contiguous()
+                                          for t in kv)
+            visual.kv_offset = visual.keep_from
+        return kv
 
     def _past_length(self, lm_kwargs: dict, seq: int) -> int:
         """Tokens in the KV cache before the ``seq`` tokens of an LM call."""
@@ -292,10 +353,10 @@ class FlamingoLMHead(BaseModule):
         in_kwargs = 'hidden_states' in kwargs
         hidden = kwargs['hidden_states'] if in_kwargs else args[0]
         x = hidden.to(block.ff_gate.dtype)
-        if visual.media_kv is None:
+        if visual.media is None:
             x = x + block.ff_gate.tanh() * block.ff(x)
         else:
-            x = block.gated(x, visual.media_kv[name], visual.attn_bias,
+            x = block.gated(x, self._media_kv(name, visual), visual.attn_bias,
                             visual.media_index > 0)
         x = x.to(hidden.dtype)
         if in_kwargs:
@@ -313,6 +374,9 @@ class FlamingoLMHead(BaseModule):
 
     def _lm_kwargs(self, input_ids, attention_mask, past_key_values,
                    use_cache) -> dict:
+        if use_cache and past_key_values is None and \
+                self._lm_sizes_its_cache:
+            past_key_values = DynamicCache()
         kwargs = {
             'input_ids': input_ids,
             'attention_mask': attention_mask,
@@ -421,6 +485,9 @@ class FlamingoLMHead(BaseModule):
                 rows = _rows_per_sample(generate_kwargs)
                 generate_kwargs[self.cache_name] = _repeat_cache(
                     prefill[self.cache_name], rows)
+                if self._lm_sizes_its_cache:
+                    # generate refuses a cache besides a cache_implementation
+                    generate_kwargs.setdefault('cache_implementation', None)
             return self.lm.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,

@@ -54,10 +54,6 @@ class ExtendedEmbedding(nn.Module):
         known (bool): The LM was trained with the new tokens, so its rows
             ``num_base ...`` are where theirs start; otherwise they start at
             the mean of the old rows, a neutral embedding. Defaults to False.
-
-    An embedding that scales its output by its ``embed_scale`` (Gemma's, by
-    the square root of the hidden size, since transformers 5) keeps doing
-    so, for every row.
     """
 
     def __init__(self,
@@ -70,15 +66,23 @@ class ExtendedEmbedding(nn.Module):
             raise ValueError(
                 f'the LM has {base.weight.shape[0]} embedding rows, fewer '
                 f'than the {num_base} tokens of its tokenizer')
+        # Gemma 3's embedding scales the rows it looks up (embed_scale); an
+        # embedding computing anything else would be silently replaced
+        embed_scale = getattr(base, 'embed_scale', None)
+        if type(base).forward is not nn.Embedding.forward and \
+                embed_scale is None:
+            raise TypeError(
+                f'the LM\'s input embedding, {type(base).__name__}, computes '
+                'more than a table lookup: ExtendedEmbedding cannot stand '
+                'in for it')
         self.num_base = num_base
         self.weight = nn.Parameter(
             base.weight.data[:num_base], requires_grad=False)
         self.new_weight = nn.Parameter(
             _new_rows(base.weight.data, num_base, num_new, known))
-        scale = getattr(base, 'embed_scale', None)
         self.register_buffer(
             'embed_scale',
-            None if scale is None else torch.as_tensor(scale).clone(),
+            None if embed_scale is None else embed_scale.detach().clone(),
             persistent=False)
 
     @property
@@ -94,10 +98,10 @@ class ExtendedEmbedding(nn.Module):
         base = F.embedding(input_ids.masked_fill(is_new, 0), self.weight)
         new = F.embedding((input_ids - self.num_base).clamp(min=0),
                           self.new_weight).to(base.dtype)
-        embeds = torch.where(is_new[..., None], new, base)
+        embeddings = torch.where(is_new[..., None], new, base)
         if self.embed_scale is not None:
-            embeds = embeds * self.embed_scale.to(base.dtype)
-        return embeds
+            embeddings = embeddings * self.embed_scale.to(embeddings.dtype)
+        return embeddings
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         _load_full_table(self, state_dict, prefix, 'weight')

@@ -10,6 +10,7 @@ from torch import nn
 
 from mmflamingo.compat import dtype_kwargs, legacy_key_renamer
 from mmflamingo.tokens import check_local_dir
+from .mosaic_gpt import is_mosaic_gpt_dir, load_mosaic_gpt_as_mpt
 
 _DTYPES = {
     'float32': torch.float32,
@@ -37,13 +38,17 @@ def build_causal_lm(pretrained: Optional[str] = None,
                     field: str = 'lm') -> nn.Module:
     """Build a ``transformers`` causal LM from a local directory or a config.
 
+    A MosaicGPT directory (MPT-1B of OpenFlamingo-3B) is built as
+    transformers' MPT without running its code (see
+    :mod:`mmflamingo.models.utils.mosaic_gpt`).
+
     Args:
         pretrained (str, optional): Local directory of a saved model.
         config (dict, optional): ``model_type`` plus config kwargs, to build
             a randomly initialised model (tests, tiny recipes).
         torch_dtype (str | torch.dtype, optional): Storage dtype.
         trust_remote_code (bool): Allow modelling code shipped inside the
-            local directory (MPT-1B of OpenFlamingo-3B, for instance).
+            local directory.
         field (str): Config field named in errors.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -53,6 +58,8 @@ def build_causal_lm(pretrained: Optional[str] = None,
     dtype = to_torch_dtype(torch_dtype)
     if pretrained is not None:
         check_local_dir(pretrained, f'{field}.pretrained')
+        if is_mosaic_gpt_dir(pretrained):
+            return load_mosaic_gpt_as_mpt(pretrained, dtype)
         return read_legacy_parameter_names(
             AutoModelForCausalLM.from_pretrained(
                 pretrained,

@@ -10,18 +10,27 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from mmflamingo.models.utils import find_decoder_layers
-from mmflamingo.testing import TINY_LM_CONFIGS, generation_margin
+from mmflamingo.models.layers import GatedCrossAttentionBlock
+from mmflamingo.models.utils import build_causal_lm, find_decoder_layers
+from mmflamingo.testing import (TINY_LM_CONFIGS, generation_margin,
+                                tiny_lm_config)
 
 ARCHS = list(TINY_LM_CONFIGS)
-TIED = {'gemma', 'opt', 'gpt2', 'mpt'}  # tie_word_embeddings by default
+# tie_word_embeddings in their tiny configs
+TIED = {'gemma', 'opt', 'gpt2', 'mpt'}
 OUTPUT_BIAS = {'phi'}
 DECODER_LAYERS = {
     'llama': 'model.layers',
+    'llama3': 'model.layers',
     'mistral': 'model.layers',
     'qwen2': 'model.layers',
+    'qwen3': 'model.layers',
     'gemma': 'model.layers',
+    'gemma2': 'model.layers',
+    'gemma3': 'model.layers',
     'phi': 'model.layers',
+    'phi3': 'model.layers',
+    'olmo2': 'model.layers',
     'opt': 'model.decoder.layers',
     'gpt2': 'transformer.h',
     'gpt_neox': 'gpt_neox.layers',
@@ -73,12 +82,34 @@ def generate(model, prompts, visual, num_media, **kwargs):
     return out.sequences[:, prompt['input_ids'].shape[1]:], margin
 
 
+def step_scores(model, visual, num_beams):
+    """``(steps, B, K * V)`` scores of a cached generation from ``PROMPTS``
+    (-inf clamped, so that differences are finite)."""
+    prompt = tokenize(model, PROMPTS, 'left')
+    out = model.head.generate(
+        prompt['input_ids'],
+        prompt['attention_mask'],
+        visual,
+        torch.tensor(NUM_MEDIA),
+        num_beams=num_beams,
+        max_new_tokens=6,
+        min_new_tokens=6,
+        output_scores=True,
+        return_dict_in_generate=True)
+    scores = torch.stack(out.scores)  # (steps, B * K, V)
+    return scores.view(len(out.scores), len(PROMPTS), -1).clamp(min=-1e4)
+
+
 # Generations computed in other shapes (cached or not, batched or alone)
 # round differently: their fp32 logits differ by up to ~1e-4 (see
 # test_forward_continues_a_cache), a beam's score sums 6 steps of them. The
 # tokens are equal on any CPU when no choice was closer than this to its
 # runner-up (the closest was 8e-3 where this was written).
 MIN_MARGIN = 2e-3
+# Media of the generation tests where seed 0 is near a tie: transformers 4
+# and 5 draw other tiny LMs from one seed, and with seed 0 Gemma 3's beam
+# search under 5.25 had a margin of 5e-4 (seed 2: > 7e-3 under both).
+GENERATION_SEEDS = dict(gemma3=2)
 
 
 @pytest.fixture(scope='module', params=ARCHS)
@@ -145,6 +176,24 @@ def test_closed_gates_compute_the_bare_lm(arch, build_flamingo, set_gates):
     with torch.no_grad():
         opened = head(ids, mask, visual).logits
     assert (opened[real] - logits[real]).abs().amax() > 1e-2
+
+
+def test_llama3_case_scales_rope():
+    """The 'llama3' case runs Llama 3's RoPE scaling, not plain RoPE: the
+    same weights without it give other hidden states past position 0."""
+    config = tiny_lm_config('llama3')
+    assert config['rope_scaling']['rope_type'] == 'llama3'
+    torch.manual_seed(0)
+    scaled = build_causal_lm(config=config).eval()
+    plain = build_causal_lm(config={**config, 'rope_scaling': None}).eval()
+    plain.load_state_dict(scaled.state_dict())
+    ids = torch.arange(1, 41)[None]
+    with torch.no_grad():
+        outputs = [
+            lm.model(input_ids=ids).last_hidden_state for lm in (scaled, plain)
+        ]
+    torch.testing.assert_close(outputs[0][0, 0], outputs[1][0, 0])
+    assert (outputs[0] - outputs[1])[0, 1:].abs().amax() > 1e-2
 
 
 # ---------------------------------------------- (b) what is trainable
@@ -253,7 +302,7 @@ def test_decoder_layers_attr_must_be_a_module_list(build_flamingo):
 # -------------------------------------------------- (d) KV cache
 @pytest.mark.parametrize('num_beams', [1, 3])
 def test_generation_with_and_without_cache(arch, open_model, num_beams):
-    visual = media()
+    visual = media(seed=GENERATION_SEEDS.get(arch, 0))
     cached, margin = generate(
         open_model,
         PROMPTS,
@@ -272,23 +321,20 @@ def test_generation_with_and_without_cache(arch, open_model, num_beams):
     assert margin > MIN_MARGIN
     assert torch.equal(cached, uncached)
 
-    # control: the generation depends on the (last) image of each sample
+    # control: the generation depends on the (last) image of each sample,
+    # the scores it chooses from if not always the tokens (with Gemma 2 as
+    # transformers 5 draws it, one sample's choices stay)
     changed = visual.clone()
     changed[0, 1] = media(1, 1, seed=5)[0, 0]
     changed[1, 0] = media(1, 1, seed=6)[0, 0]
-    other, _ = generate(
-        open_model,
-        PROMPTS,
-        changed,
-        NUM_MEDIA,
-        num_beams=num_beams,
-        use_cache=True)
-    assert (other != cached).any(-1).all()
+    moved = step_scores(open_model, changed, num_beams) - step_scores(
+        open_model, visual, num_beams)
+    assert (moved.abs().amax(dim=(0, 2)) > 1e-2).all()
 
 
 # -------------------------------------------- (e) batched = alone
 def test_batched_generation_equals_alone(arch, open_model):
-    visual = media()
+    visual = media(seed=GENERATION_SEEDS.get(arch, 0))
     # sample 1 has one image: its padded second slot must not be seen
     batched, margin = generate(open_model, PROMPTS, visual, NUM_MEDIA)
     assert margin > MIN_MARGIN
@@ -513,3 +559,61 @@ def test_logits_positions_select_rows(arch, open_model):
     torch.testing.assert_close(some[0], full[keep], rtol=1e-5, atol=1e-5)
     # control: the selection is not the identity
     assert not torch.equal(keep, text['attention_mask'].bool())
+
+
+@pytest.mark.parametrize('only_last', [True, False])
+def test_continuations_keep_only_the_media_they_can_see(
+        build_flamingo, monkeypatch, only_last):
+    """After a prompt, cached calls reuse its projected keys and values:
+    from the earliest image that any sample's last prompt token sees on
+    when a token sees only the most recent image (earlier ones are neither
+    kept nor projected again), all of them otherwise. Either way cached
+    generation equals uncached."""
+    model = build_flamingo(
+        'llama', gates=1.0, only_attend_last_media=only_last)
+    head = model.head
+    keys_per_call = []  # the number of visual keys each LM call attends to
+    projected = []  # media projected by each layer
+    media_kv, project = head._media_kv, GatedCrossAttentionBlock.project_media
+
+    def record_kv(name, visual):
+        kv = media_kv(name, visual)
+        if name == str(head.xattn_layers[0]):
+            keys_per_call.append(kv[0].shape[2])
+        return kv
+
+    def record_projection(block, media):
+        projected.append(media.shape[1])
+        return project(block, media)
+
+    monkeypatch.setattr(head, '_media_kv', record_kv)
+    monkeypatch.setattr(GatedCrossAttentionBlock, 'project_media',
+                        record_projection)
+    num_layers = len(head.xattn_layers)
+    # two images each; then as PROMPTS: sample 1's last token sees image 1
+    for prompts, num_media in (([PROMPTS[0]] * 2, [2,
+                                                   2]), (PROMPTS, NUM_MEDIA)):
+        keys_per_call.clear()
+        projected.clear()
+        visual = media()
+        with torch.no_grad():
+            cached, _ = generate(
+                model, prompts, visual, num_media, use_cache=True)
+        # the prompt's images, one layer at a time; then none again
+        assert projected == [2] * num_layers
+        later = NUM_LATENTS if only_last and num_media == [2, 2] \
+            else 2 * NUM_LATENTS
+        # the prompt's call, then one per new token (at least 5 more)
+        assert keys_per_call[0] == 2 * NUM_LATENTS
+        assert len(keys_per_call) >= 6
+        assert set(keys_per_call[1:]) == {later}
+        uncached, _ = generate(
+            model, prompts, visual, num_media, use_cache=False)
+        assert torch.equal(cached, uncached)
+        # control: the generation depends on the last image
+        changed = visual.clone()
+        changed[0, 1] = media(1, 1, seed=5)[0, 0]
+        with torch.no_grad():
+            other, _ = generate(
+                model, prompts, changed, num_media, use_cache=True)
+        assert (other[0] != cached[0]).any()
