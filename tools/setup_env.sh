@@ -11,9 +11,8 @@
 #                            python3)
 #   MMFLAMINGO_TRANSFORMERS  transformers version to install, within the
 #                            range of requirements/runtime.txt (default:
-#                            5.25.0, the newest tested); 4.51.3 gives the
-#                            environment where the OpenFlamingo reference
-#                            tests run (OpenFlamingo 2.0.1 needs 4.x)
+#                            5.25.0, the newest tested); .ci/run also
+#                            tests 4.51.3, in .venv-tf4
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
