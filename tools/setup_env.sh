@@ -6,8 +6,13 @@
 # installed and the script returns in well under a second.
 #
 # Environment:
-#   MMFLAMINGO_VENV    venv location (default: <repo>/.venv)
-#   MMFLAMINGO_PYTHON  interpreter used to create the venv (default: python3)
+#   MMFLAMINGO_VENV          venv location (default: <repo>/.venv)
+#   MMFLAMINGO_PYTHON        interpreter used to create the venv (default:
+#                            python3)
+#   MMFLAMINGO_TRANSFORMERS  transformers version to install, within the
+#                            range of requirements/runtime.txt (default:
+#                            5.25.0, the newest tested); .ci/run also
+#                            tests 4.51.3, in .venv-tf4
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +20,7 @@ cd "$ROOT"
 
 VENV="${MMFLAMINGO_VENV:-$ROOT/.venv}"
 PYTHON="${MMFLAMINGO_PYTHON:-python3}"
+TRANSFORMERS="${MMFLAMINGO_TRANSFORMERS:-5.25.0}"
 STAMP="$VENV/.mmflamingo-installed"
 START=$SECONDS
 
@@ -36,6 +42,7 @@ PY="$VENV/bin/python"
 FINGERPRINT="$(
     {
         echo "$ROOT"
+        echo "transformers==$TRANSFORMERS"
         "$PY" -V 2>&1
         cat requirements/*.txt setup.py tools/setup_env.sh
     } | "$PY" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
@@ -55,8 +62,9 @@ log "upgrading pip, setuptools<81, wheel"
 # earlier one. DeepSpeed ships only an sdist, built in pip's isolated env
 # where torch is absent: an inherited DS_BUILD_OPS=1 makes that build assert,
 # so force 0 (ops are JIT-built at first use instead).
-log "installing requirements/{runtime,mminstall,tests,optional}.txt"
-DS_BUILD_OPS=0 "${PIP[@]}" \
+log "installing requirements/{runtime,mminstall,tests,optional}.txt" \
+    "with transformers==$TRANSFORMERS"
+DS_BUILD_OPS=0 "${PIP[@]}" "transformers==$TRANSFORMERS" \
     -r requirements/runtime.txt \
     -r requirements/mminstall.txt \
     -r requirements/tests.txt \

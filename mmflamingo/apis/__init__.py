@@ -11,10 +11,9 @@ that after ``import mmflamingo``::
 work like MMPretrain's own models. MMPretrain imports all its models, which
 takes seconds; ``import mmflamingo`` does not pay for that.
 """
-import sys
 from importlib import import_module
-from importlib.abc import MetaPathFinder
-from importlib.util import find_spec
+
+from mmflamingo.compat import after_import
 
 __all__ = [
     'get_model', 'init_model', 'inference_model', 'evaluate_fewshot',
@@ -47,36 +46,9 @@ def __dir__() -> list:
     return sorted(set(globals()) | set(__all__))
 
 
-def _register_model_index() -> None:
+def _register_model_index(hub_module) -> None:
     from .model_index import register_default_model_index
     register_default_model_index()
 
 
-class _RegisterWhenHubImported(MetaPathFinder):
-    """Registers our model index right after MMPretrain's ``ModelHub`` is
-    imported, by whoever imports it.
-
-    It finds no module itself: for ``mmpretrain.apis.model`` it takes the
-    spec the other finders give and runs the registration after the
-    loader's ``exec_module``, then leaves ``sys.meta_path``.
-    """
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != _HUB_MODULE:
-            return None
-        sys.meta_path.remove(self)
-        spec = find_spec(fullname)
-        exec_module = spec.loader.exec_module
-
-        def exec_and_register(module) -> None:
-            exec_module(module)
-            _register_model_index()
-
-        spec.loader.exec_module = exec_and_register
-        return spec
-
-
-if _HUB_MODULE in sys.modules:
-    _register_model_index()
-else:
-    sys.meta_path.insert(0, _RegisterWhenHubImported())
+after_import(_HUB_MODULE, _register_model_index)

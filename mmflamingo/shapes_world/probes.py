@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from mmflamingo.compat import dtype_kwargs
 from .language import (BINDING_QUESTION, QA_PROMPT, NameGenerator,
                        binding_sentence, canonical_caption, vqa_questions)
 from .scenes import COLOURS, POSITIONS, SHAPES, Scene, sample_scene, scene_key
@@ -293,7 +294,7 @@ def probe_lm_dir(lm_dir: str,
     the world under ``data_root`` (its ``text/lm_world.json``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     lm = AutoModelForCausalLM.from_pretrained(
-        lm_dir, local_files_only=True, torch_dtype=torch.float32).eval()
+        lm_dir, local_files_only=True, **dtype_kwargs(torch.float32)).eval()
     tokenizer = AutoTokenizer.from_pretrained(lm_dir, local_files_only=True)
     names, scenes = held_out_text(
         load_lm_world(osp.join(data_root, 'text', 'lm_world.json')), seed=seed)

@@ -10,6 +10,7 @@ the same function, which equivalence tests and benchmarks compare.
 ``open_flamingo`` is a test and benchmark dependency only
 (``requirements/reference.txt``): it is imported inside the functions.
 """
+import copy
 import os
 import os.path as osp
 from typing import List, Optional, Tuple
@@ -17,6 +18,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
+from mmflamingo.compat import legacy_key_renamer
 from .tiny import build_tiny_tokenizer, tiny_lm_config
 
 __all__ = [
@@ -92,6 +94,9 @@ def build_openflamingo(lm: nn.Module,
         {'additional_special_tokens': ['<|endofchunk|>', '<image>']})
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({'pad_token': '<PAD>'})
+    # the LM's names in transformers 4, found before extend_instance gives
+    # it a class that transformers does not know
+    legacy_lm_names = legacy_key_renamer(lm, reverse=True)
     extend_instance(lm, FlamingoLMMixin)
     lm.set_decoder_layers_attr_name(
         decoder_layers_attr or _infer_decoder_layers_attr_name(lm))
@@ -103,6 +108,8 @@ def build_openflamingo(lm: nn.Module,
         tokenizer.encode('<image>')[-1],
         vis_dim=clip.config.hidden_size,
         cross_attn_every_n_layers=cross_attn_every_n_layers)
+    # for openflamingo_trainable_state_dict
+    model.legacy_lm_names = legacy_lm_names
     model.requires_grad_(False)
     model.perceiver.requires_grad_(True)
     model.lang_encoder.gated_cross_attn_layers.requires_grad_(True)
@@ -159,8 +166,19 @@ def openflamingo_trainable_state_dict(model: nn.Module) -> dict:
     its name contains ``embed`` (GPT-NeoX's ``embed_out`` survives, LLaMA's
     ``lm_head`` does not).
     """
-    state_dict = model.state_dict()
+    # the LM's parameters by the names OpenFlamingo's transformers (4.x)
+    # gave them, which its filter saw and its released checkpoints hold
+    to_legacy = getattr(model, 'legacy_lm_names', None)
+
+    def legacy(name: str) -> str:
+        prefix = 'lang_encoder.'
+        if to_legacy is None or not name.startswith(prefix):
+            return name
+        return prefix + to_legacy(name[len(prefix):])
+
+    state_dict = {legacy(k): v for k, v in model.state_dict().items()}
     for name, param in model.named_parameters():
+        name = legacy(name)
         if not param.requires_grad and 'embed' not in name:
             state_dict.pop(name, None)
     duplicates = ('lang_encoder.old_decoder_blocks',
@@ -391,10 +409,10 @@ def openflamingo_rank_classifications(
     - the name's tokens get the prompt's attention mask (OpenFlamingo passes
       none, so with left-padded prompts a name attends to the padding,
       which changes the scores of all but the longest prompt of a batch);
-    - each name starts from a fresh cache object holding the prompt's
-      tensors: with ``transformers`` >= 4.36 the cache is an object that
-      every call extends in place, where OpenFlamingo's transformers had
-      tuples (both concatenate the new keys to copies).
+    - each name starts from a copy of the prompt's cache: with
+      ``transformers`` >= 4.36 the cache is an object that every call
+      extends in place, where OpenFlamingo's transformers had tuples (both
+      concatenate the new keys to copies).
 
     Args:
         model (nn.Module): OpenFlamingo's ``Flamingo``.
@@ -465,7 +483,7 @@ def openflamingo_rank_classifications(
 
 
 def _fresh_cache(cache):
-    """A new cache object over the tensors of ``cache`` (a tuple as is)."""
+    """A copy of ``cache`` for one class name (a tuple as is)."""
     if isinstance(cache, tuple):
         return cache
-    return type(cache).from_legacy_cache(cache.to_legacy_cache())
+    return copy.deepcopy(cache)

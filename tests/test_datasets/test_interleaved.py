@@ -384,6 +384,12 @@ def test_matches_openflamingo_preprocess_interleaved(tmp_path, tokenizer_dir,
         pipeline=[dict(type='LoadMedia'),
                   dict(type='PackFlamingoInputs')])
     tokenizer = dataset.tokenizer
+    if not hasattr(tokenizer, 'additional_special_tokens_ids'):
+        pytest.skip('OpenFlamingo 2.0.1 cannot read these documents here: '
+                    'its preprocess_interleaved finds <image> in '
+                    'tokenizer.additional_special_tokens_ids, which '
+                    'transformers 5 tokenizers no longer have (their '
+                    'extra_special_tokens); it runs with transformers 4')
 
     def processor(image):
         return torch.from_numpy(np.array(image)).permute(2, 0, 1) / 255

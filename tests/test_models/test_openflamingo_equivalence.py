@@ -37,6 +37,11 @@ NUM_MEDIA = [3, 2]
 # differently. The fp32 logits reach ~9 (an ulp is ~1e-6) and agreed to
 # 2e-6 where this was written; a wrong image or mask moves them by > 1e-2.
 ATOL = 1e-4
+# Images of test_generations_match, per LM: transformers 4 and 5 draw other
+# tiny LMs from one seed; with these, no choice of either is near a tie
+# (see generation_margin there). With seed 1, OPT's beam search under
+# transformers 5.25 had a margin of 9e-4.
+GENERATION_SEEDS = dict(llama=1, gpt_neox=1, opt=4, mpt=1)
 
 
 @pytest.fixture(
@@ -151,7 +156,8 @@ def test_generations_match(pair, num_beams, make_samples):
     prompt = tokenizer(
         PROMPTS, padding='longest', padding_side='left', return_tensors='pt')
     assert not prompt['attention_mask'].all(), 'the batch must be padded'
-    images = make_images(seed=1)
+    images = make_images(
+        seed=GENERATION_SEEDS[mm_model.head.lm.config.model_type])
     # a fixed length (no beam ends early), so that generation_margin covers
     # every choice
     length = dict(max_new_tokens=8, min_new_tokens=8)

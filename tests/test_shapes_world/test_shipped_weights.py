@@ -8,6 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
+from mmflamingo.compat import dtype_kwargs
 from mmflamingo.shapes_world.probes import held_out_text, probe_lm
 from mmflamingo.shapes_world.text_episodes import parse_lm_world
 from mmflamingo.shapes_world.writer import lm_world
@@ -21,7 +22,7 @@ VISION = osp.join(ROOT, 'checkpoints', 'shapes', 'vision')
 def probes():
     from transformers import AutoModelForCausalLM, AutoTokenizer
     lm = AutoModelForCausalLM.from_pretrained(
-        LM, local_files_only=True, torch_dtype=torch.float32).eval()
+        LM, local_files_only=True, **dtype_kwargs(torch.float32)).eval()
     tokenizer = AutoTokenizer.from_pretrained(LM, local_files_only=True)
     # the default world's, on which the shipped LM was trained
     names, scenes = held_out_text(parse_lm_world(lm_world(seed=0)))

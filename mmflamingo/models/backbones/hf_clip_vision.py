@@ -5,7 +5,9 @@ from typing import Optional
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
+from mmflamingo.compat import clip_vision_transformer
 from mmflamingo.registry import MODELS
+from ..utils import read_legacy_parameter_names
 from .base_vision_encoder import BaseVisionEncoder
 
 __all__ = ['HFCLIPVisionEncoder']
@@ -70,6 +72,9 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
             clip = self._load_pretrained(pretrained)
         else:
             clip = CLIPVisionModel(CLIPVisionConfig(**config))
+        # checkpoints with the frozen weights (``save_frozen``) written
+        # with transformers 4 load under 5
+        read_legacy_parameter_names(clip)
         clip_config = clip.config
         super().__init__(
             encoder=clip,
@@ -99,7 +104,7 @@ class HFCLIPVisionEncoder(BaseVisionEncoder):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Encode images with CLIP; see ``BaseVisionEncoder.encode``."""
-        vision_model = self.encoder.vision_model
+        vision_model = clip_vision_transformer(self.encoder)
         is_last = self.out_layer == self.num_layers - 1
         outputs = vision_model(
             pixel_values=images, output_hidden_states=not is_last)

@@ -1,5 +1,6 @@
 """The gated XATTN language model: any HF causal LM plus GATED XATTN-DENSE."""
 import contextlib
+import copy
 import inspect
 from dataclasses import dataclass
 from functools import partial
@@ -11,6 +12,7 @@ from mmengine.model import BaseModule
 from torch import nn
 from transformers import DynamicCache
 
+from mmflamingo.compat import enable_activation_checkpointing, lm_cache_name
 from mmflamingo.registry import MODELS
 from mmflamingo.tokens import FlamingoTokens
 from ..layers import (ExtendedEmbedding, ExtendedLMHead,
@@ -87,12 +89,14 @@ class FlamingoLMHead(BaseModule):
             ``'gelu'``).
         decoder_layers_attr (str, optional): Dotted path of the decoder
             layers, if they cannot be found automatically.
-        gradient_checkpointing (bool): Recompute the LM's layers (and the
-            blocks run inside them) in the backward pass instead of storing
-            their activations. The frozen LM otherwise runs in eval mode
-            (no dropout, like the frozen vision encoder); ``transformers``
-            checkpoints only in train mode, so with this option it runs in
-            train mode and its dropout, if any, is active. Defaults to False.
+        gradient_checkpointing (bool): Recompute the LM's layers in the
+            backward pass instead of storing their activations (with
+            transformers 4 the blocks run by their pre-hooks too; 5 keeps
+            hooks out of the recomputation). The frozen LM otherwise runs
+            in eval mode (no dropout, like the frozen vision encoder);
+            ``transformers`` checkpoints only in train mode, so with this
+            option it runs in train mode and its dropout, if any, is
+            active. Defaults to False.
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
@@ -143,6 +147,8 @@ class FlamingoLMHead(BaseModule):
         self._visual: Optional[_VisualInputs] = None
         self._lm_takes_position_ids = 'position_ids' in inspect.signature(
             self.lm.forward).parameters
+        # the LM's keyword and output field for its KV cache
+        self.cache_name: str = lm_cache_name(self.lm)
         # LMs with a fixed-size cache of their own (Gemma 2's HybridCache)
         # would size it to the call that starts it, which later calls
         # (decode steps, continuations) outgrow: they get a DynamicCache.
@@ -153,8 +159,9 @@ class FlamingoLMHead(BaseModule):
                                            None) is not None
         self.gradient_checkpointing = gradient_checkpointing
         if gradient_checkpointing:
-            self.lm.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs=dict(
+            enable_activation_checkpointing(
+                self.lm,
+                dict(
                     use_reentrant=False, context_fn=self._checkpoint_contexts))
         self.train(self.training)
 
@@ -162,7 +169,8 @@ class FlamingoLMHead(BaseModule):
         """Contexts for a checkpointed layer's forward and recomputation.
 
         The layer is recomputed during backward, after its call has ended:
-        the recomputation gets back the visual inputs of that call.
+        the recomputation (of the block too, with transformers 4) gets back
+        the visual inputs of that call.
         """
         visual = self._visual
 
@@ -264,11 +272,7 @@ class FlamingoLMHead(BaseModule):
             raise ValueError(f'{rows} LM rows cannot share the media of '
                              f'{batch} samples')
         per_sample = rows // batch
-        # tokens already in the KV cache: the attention mask (2-D, or 4-D
-        # from :meth:`score`) covers them too
-        attention_mask = kwargs.get('attention_mask')
-        past = attention_mask.shape[-1] - seq if attention_mask is not None \
-            else 0
+        past = self._past_length(kwargs, seq)
         prompt_len = visual.prompt_media_counts.shape[1] - 1
         # how far into the prompt this call starts
         start = min(past - visual.past_length, prompt_len)
@@ -331,6 +335,18 @@ class FlamingoLMHead(BaseModule):
             visual.kv_offset = visual.keep_from
         return kv
 
+    def _past_length(self, lm_kwargs: dict, seq: int) -> int:
+        """Tokens in the KV cache before the ``seq`` tokens of an LM call."""
+        # the attention mask (2-D, or 4-D from :meth:`score`) covers them too
+        attention_mask = lm_kwargs.get('attention_mask')
+        if attention_mask is not None:
+            return attention_mask.shape[-1] - seq
+        # transformers 5 ``generate`` drops a mask without padding
+        cache = lm_kwargs.get(self.cache_name)
+        if cache is None:
+            return 0
+        return cache.get_seq_length()
+
     def _cross_attend(self, name, layer, args, kwargs):
         """Decoder-layer pre-hook: GATED XATTN-DENSE on its input."""
         visual, block = self._visual, self.xattn_blocks[name]
@@ -361,12 +377,13 @@ class FlamingoLMHead(BaseModule):
         if use_cache and past_key_values is None and \
                 self._lm_sizes_its_cache:
             past_key_values = DynamicCache()
-        kwargs = dict(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            return_dict=True)
+        kwargs = {
+            'input_ids': input_ids,
+            'attention_mask': attention_mask,
+            self.cache_name: past_key_values,
+            'use_cache': use_cache,
+            'return_dict': True
+        }
         if self._lm_takes_position_ids:
             # left padding: count positions from each row's first real token
             positions = attention_mask.long().cumsum(-1) - 1
@@ -405,7 +422,9 @@ class FlamingoLMHead(BaseModule):
                 batch-major order. Defaults to all positions, ``(B, S, V)``.
 
         Returns:
-            ``transformers.modeling_outputs.CausalLMOutputWithPast``.
+            ``transformers.modeling_outputs.CausalLMOutputWithPast``; with
+            ``use_cache``, its field :attr:`cache_name` holds the KV cache
+            (``past_key_values`` in transformers 4, ``cache`` in 5).
         """
         past_length = 0
         if past_key_values is not None:
@@ -449,9 +468,11 @@ class FlamingoLMHead(BaseModule):
         generate_kwargs.setdefault('eos_token_id', self.tokens.end_of_chunk)
         # an <image> token generated without an image has nothing to show
         generate_kwargs.setdefault('suppress_tokens', [self.tokens.media])
+        # explicit: transformers 5 takes the default from the LM's config
+        # (False for MPT), and a cache is passed below
+        use_cache = generate_kwargs.setdefault('use_cache', True)
         with self.visual_inputs(media, input_ids, num_media):
-            if generate_kwargs.get('use_cache',
-                                   True) and input_ids.shape[1] > 1:
+            if use_cache and input_ids.shape[1] > 1:
                 # ``generate`` would run the prompt once per beam; run it
                 # once per sample instead and give every beam a copy of the
                 # cache. The last prompt token is left for ``generate``.
@@ -462,8 +483,8 @@ class FlamingoLMHead(BaseModule):
                     input_ids[:, :-1], attention_mask[:, :-1], None, True))
                 self._visual.logits_positions = None
                 rows = _rows_per_sample(generate_kwargs)
-                generate_kwargs['past_key_values'] = _repeat_cache(
-                    prefill.past_key_values, rows)
+                generate_kwargs[self.cache_name] = _repeat_cache(
+                    prefill[self.cache_name], rows)
                 if self._lm_sizes_its_cache:
                     # generate refuses a cache besides a cache_implementation
                     generate_kwargs.setdefault('cache_implementation', None)
@@ -534,6 +555,7 @@ class FlamingoLMHead(BaseModule):
                 value=True)
             prompt = self.lm(
                 **self._lm_kwargs(input_ids, attention_mask, None, True))
+            cache = prompt[self.cache_name]
             first = prompt.logits[0].float().log_softmax(-1)  # (B, V)
             rest = []
             for start in range(0, num_cont, chunk_size):
@@ -541,12 +563,10 @@ class FlamingoLMHead(BaseModule):
                          continuation_mask[:, start:start + chunk_size])
                 if packed:
                     rest.append(
-                        self._score_packed(*chunk, attention_mask,
-                                           prompt.past_key_values))
+                        self._score_packed(*chunk, attention_mask, cache))
                 else:
                     rest.append(
-                        self._score_repeated(*chunk, attention_mask,
-                                             prompt.past_key_values))
+                        self._score_repeated(*chunk, attention_mask, cache))
         logprobs = first.gather(-1, continuation_ids[..., 0]) + torch.cat(
             rest, dim=1)  # (B, C)
         if reduction == 'mean':
@@ -614,20 +634,22 @@ class FlamingoLMHead(BaseModule):
         predicts[row, slot] = step + 1 < lengths[row, owner]
         prompt_len = prompt_mask.shape[1]
         self._visual.logits_positions = predicts
-        kwargs = dict(
-            input_ids=packed,
-            attention_mask=bias,
-            past_key_values=cache,
-            use_cache=True,
-            return_dict=True,
-            position_ids=positions)
+        kwargs = {
+            'input_ids': packed,
+            'attention_mask': bias,
+            self.cache_name: cache,
+            'use_cache': True,
+            'return_dict': True,
+            'position_ids': positions
+        }
         try:
             logits = self.lm(**kwargs).logits[0]  # (N, V)
         finally:
             # back to the prompt's cache for the next chunk (a legacy tuple
-            # cache is copied by the LM, not extended)
-            if hasattr(cache, 'crop'):
-                cache.crop(prompt_len)
+            # cache is copied by the LM, not extended); a negative count of
+            # tokens to remove means the same to transformers 4 and 5
+            if hasattr(cache, 'crop') and cache.get_seq_length() > prompt_len:
+                cache.crop(prompt_len - cache.get_seq_length())
         rows, slots = predicts.nonzero(as_tuple=True)
         return self._chunk_logprobs(logits, packed[rows, slots + 1], rows,
                                     owners[rows, slots], (batch, num))
@@ -666,8 +688,7 @@ def _repeated_cache(cache, repeats: int):
     (sample-major); ``cache`` itself is left as it is."""
     if isinstance(cache, tuple):
         return _repeat_cache(cache, repeats)
-    copied = type(cache).from_legacy_cache(cache.to_legacy_cache())
-    return _repeat_cache(copied, repeats)
+    return _repeat_cache(copy.deepcopy(cache), repeats)
 
 
 def _repeat_cache(cache, repeats: int):

@@ -8,6 +8,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import nn
 
+from mmflamingo.compat import dtype_kwargs, legacy_key_renamer
 from mmflamingo.tokens import check_local_dir
 from .mosaic_gpt import is_mosaic_gpt_dir, load_mosaic_gpt_as_mpt
 
@@ -59,17 +60,46 @@ def build_causal_lm(pretrained: Optional[str] = None,
         check_local_dir(pretrained, f'{field}.pretrained')
         if is_mosaic_gpt_dir(pretrained):
             return load_mosaic_gpt_as_mpt(pretrained, dtype)
-        return AutoModelForCausalLM.from_pretrained(
-            pretrained,
-            local_files_only=True,
-            torch_dtype=dtype,
-            trust_remote_code=trust_remote_code)
+        return read_legacy_parameter_names(
+            AutoModelForCausalLM.from_pretrained(
+                pretrained,
+                local_files_only=True,
+                trust_remote_code=trust_remote_code,
+                **dtype_kwargs(dtype)))
     config = dict(config)
     if 'model_type' not in config:
         raise KeyError(f'{field}.config needs a `model_type`, e.g. "llama"')
     hf_config = AutoConfig.for_model(config.pop('model_type'), **config)
-    return AutoModelForCausalLM.from_config(
-        hf_config, torch_dtype=dtype, trust_remote_code=trust_remote_code)
+    return read_legacy_parameter_names(
+        AutoModelForCausalLM.from_config(
+            hf_config,
+            trust_remote_code=trust_remote_code,
+            **dtype_kwargs(dtype)))
+
+
+def read_legacy_parameter_names(model: nn.Module) -> nn.Module:
+    """Let state dicts name ``model``'s parameters as earlier ``transformers``
+    did (see :func:`mmflamingo.compat.legacy_key_renamer`).
+
+    A load-state-dict pre-hook on ``model`` renames them, whichever module
+    holding it loads the state dict: checkpoints written with transformers
+    4 (ours, OpenFlamingo's) load under transformers 5.
+
+    Returns:
+        nn.Module: ``model``.
+    """
+    rename = legacy_key_renamer(model)
+    if rename is None:
+        return model
+
+    def hook(module, state_dict, prefix, *args) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            new = prefix + rename(key[len(prefix):])
+            if new != key and new not in state_dict:
+                state_dict[new] = state_dict.pop(key)
+
+    model.register_load_state_dict_pre_hook(hook)
+    return model
 
 
 def get_attr_path(obj, path: str):

@@ -69,6 +69,7 @@ import torch
 from torch import nn
 
 from mmflamingo.checkpoint_io import load_checkpoint_file
+from mmflamingo.compat import dtype_kwargs
 
 __all__ = [
     'QKLayerNormWqkv', 'convert_mosaic_gpt_state_dict', 'is_mosaic_gpt_dir',
@@ -186,6 +187,17 @@ def mosaic_gpt_to_mpt_config(config: dict, source: str = 'config.json'):
             'MosaicGPT\'s ALiBi slopes for a head count that is not a power '
             'of two changed on 2023-04-25; transformers uses the later ones')
     qk_ln = bool(get('attn_qk_ln', False))
+    attn_config = dict(
+        softmax_scale=get('softmax_scale'),
+        # with QK LayerNorm, QKLayerNormWqkv clips before normalising
+        clip_qkv=None if qk_ln else get('attn_clip_qkv'),
+        qk_ln=qk_ln,
+        alibi=True,
+        alibi_bias_max=8)
+    # transformers 5 types MptAttentionConfig.attn_pdrop as an int and
+    # checks it strictly, so a 0.0 is refused: leave 0 to its default
+    if get('attn_pdrop', 0.0):
+        attn_config['attn_pdrop'] = get('attn_pdrop')
     return MptConfig(
         d_model=config['d_model'],
         n_heads=n_heads,
@@ -198,14 +210,7 @@ def mosaic_gpt_to_mpt_config(config: dict, source: str = 'config.json'):
         layer_norm_epsilon=LAYER_NORM_EPS,
         learned_pos_emb=False,
         no_bias=True,
-        attn_config=dict(
-            attn_pdrop=get('attn_pdrop', 0.0),
-            softmax_scale=get('softmax_scale'),
-            # with QK LayerNorm, QKLayerNormWqkv clips before normalising
-            clip_qkv=None if qk_ln else get('attn_clip_qkv'),
-            qk_ln=qk_ln,
-            alibi=True,
-            alibi_bias_max=8),
+        attn_config=attn_config,
         tie_word_embeddings=True,
         # MosaicGPTConfig's default is False (training); generate reads it
         use_cache=True)
@@ -284,7 +289,7 @@ def load_mosaic_gpt_as_mpt(path: str,
         mosaic_config = json.load(f)
     config = mosaic_gpt_to_mpt_config(mosaic_config, config_file)
     dtype = torch_dtype or torch.float32
-    model = AutoModelForCausalLM.from_config(config, torch_dtype=dtype)
+    model = AutoModelForCausalLM.from_config(config, **dtype_kwargs(dtype))
     if config.attn_config.qk_ln:
         for block in model.transformer.blocks:
             block.attn.Wqkv = QKLayerNormWqkv(

@@ -4,6 +4,7 @@ from mmengine.model import BaseModule
 from transformers import (CLIPConfig, CLIPModel, CLIPVisionConfig,
                           CLIPVisionModel)
 
+from mmflamingo.compat import clip_vision_transformer
 from mmflamingo.models.backbones import HFCLIPVisionEncoder
 from mmflamingo.registry import MODELS
 
@@ -25,14 +26,23 @@ def media(batch=2, num_media=2, num_frames=1, seed=0):
 
 def reference_tokens(clip: CLIPVisionModel, images: torch.Tensor,
                      num_blocks: int, final_norm: bool) -> torch.Tensor:
-    """Run CLIP's embeddings and first ``num_blocks`` blocks by hand."""
-    vision_model = clip.vision_model
+    """The last hidden state of a copy of ``clip`` cut after ``num_blocks``
+    blocks (``post_layernorm`` applies only to its pooled output)."""
+    config = CLIPVisionConfig(**{**TINY_CLIP, 'num_hidden_layers': num_blocks})
+    cut = CLIPVisionModel(config).eval()
+    state = clip.state_dict()
+    result = cut.load_state_dict(state, strict=False)
+    # all but the blocks cut off are loaded
+    assert result.missing_keys == []
+    cut_off = [f'.layers.{i}.' for i in range(num_blocks, 2)]
+    assert set(result.unexpected_keys) == {
+        name
+        for name in state if any(layer in name for layer in cut_off)
+    }
     with torch.no_grad():
-        tokens = vision_model.pre_layrnorm(vision_model.embeddings(images))
-        for layer in vision_model.encoder.layers[:num_blocks]:
-            tokens = layer(tokens, None, None)[0]
+        tokens = cut(pixel_values=images).last_hidden_state
         if final_norm:
-            tokens = vision_model.post_layernorm(tokens)
+            tokens = clip_vision_transformer(cut).post_layernorm(tokens)
     return tokens
 
 
@@ -57,7 +67,7 @@ def test_default_is_last_hidden_state_without_cls():
     flat = images.flatten(0, 2)
     with torch.no_grad():
         last = encoder.encoder(pixel_values=flat).last_hidden_state
-        normed = encoder.encoder.vision_model.post_layernorm(last)
+        normed = clip_vision_transformer(encoder.encoder).post_layernorm(last)
 
     tokens = encoder(images)
     torch.testing.assert_close(tokens.flatten(0, 2), last[:, 1:])

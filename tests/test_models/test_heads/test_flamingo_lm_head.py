@@ -82,12 +82,34 @@ def generate(model, prompts, visual, num_media, **kwargs):
     return out.sequences[:, prompt['input_ids'].shape[1]:], margin
 
 
+def step_scores(model, visual, num_beams):
+    """``(steps, B, K * V)`` scores of a cached generation from ``PROMPTS``
+    (-inf clamped, so that differences are finite)."""
+    prompt = tokenize(model, PROMPTS, 'left')
+    out = model.head.generate(
+        prompt['input_ids'],
+        prompt['attention_mask'],
+        visual,
+        torch.tensor(NUM_MEDIA),
+        num_beams=num_beams,
+        max_new_tokens=6,
+        min_new_tokens=6,
+        output_scores=True,
+        return_dict_in_generate=True)
+    scores = torch.stack(out.scores)  # (steps, B * K, V)
+    return scores.view(len(out.scores), len(PROMPTS), -1).clamp(min=-1e4)
+
+
 # Generations computed in other shapes (cached or not, batched or alone)
 # round differently: their fp32 logits differ by up to ~1e-4 (see
 # test_forward_continues_a_cache), a beam's score sums 6 steps of them. The
 # tokens are equal on any CPU when no choice was closer than this to its
 # runner-up (the closest was 8e-3 where this was written).
 MIN_MARGIN = 2e-3
+# Media of the generation tests where seed 0 is near a tie: transformers 4
+# and 5 draw other tiny LMs from one seed, and with seed 0 Gemma 3's beam
+# search under 5.25 had a margin of 5e-4 (seed 2: > 7e-3 under both).
+GENERATION_SEEDS = dict(gemma3=2)
 
 
 @pytest.fixture(scope='module', params=ARCHS)
@@ -280,7 +302,7 @@ def test_decoder_layers_attr_must_be_a_module_list(build_flamingo):
 # -------------------------------------------------- (d) KV cache
 @pytest.mark.parametrize('num_beams', [1, 3])
 def test_generation_with_and_without_cache(arch, open_model, num_beams):
-    visual = media()
+    visual = media(seed=GENERATION_SEEDS.get(arch, 0))
     cached, margin = generate(
         open_model,
         PROMPTS,
@@ -299,23 +321,20 @@ def test_generation_with_and_without_cache(arch, open_model, num_beams):
     assert margin > MIN_MARGIN
     assert torch.equal(cached, uncached)
 
-    # control: the generation depends on the (last) image of each sample
+    # control: the generation depends on the (last) image of each sample,
+    # the scores it chooses from if not always the tokens (with Gemma 2 as
+    # transformers 5 draws it, one sample's choices stay)
     changed = visual.clone()
     changed[0, 1] = media(1, 1, seed=5)[0, 0]
     changed[1, 0] = media(1, 1, seed=6)[0, 0]
-    other, _ = generate(
-        open_model,
-        PROMPTS,
-        changed,
-        NUM_MEDIA,
-        num_beams=num_beams,
-        use_cache=True)
-    assert (other != cached).any(-1).all()
+    moved = step_scores(open_model, changed, num_beams) - step_scores(
+        open_model, visual, num_beams)
+    assert (moved.abs().amax(dim=(0, 2)) > 1e-2).all()
 
 
 # -------------------------------------------- (e) batched = alone
 def test_batched_generation_equals_alone(arch, open_model):
-    visual = media()
+    visual = media(seed=GENERATION_SEEDS.get(arch, 0))
     # sample 1 has one image: its padded second slot must not be seen
     batched, margin = generate(open_model, PROMPTS, visual, NUM_MEDIA)
     assert margin > MIN_MARGIN
@@ -458,7 +477,7 @@ def test_forward_continues_a_cache(arch, open_model):
             mask,
             visual,
             num_media,
-            past_key_values=prefix.past_key_values,
+            past_key_values=prefix[head.cache_name],
             past_media=past_media,
             use_cache=True)
         return torch.cat((prefix.logits, chunk.logits), dim=1)
@@ -492,7 +511,7 @@ def test_forward_continues_a_cache(arch, open_model):
             ids[:, split:],
             mask,
             visual,
-            past_key_values=prefix.past_key_values,
+            past_key_values=prefix[head.cache_name],
             use_cache=True)
 
 
@@ -572,8 +591,8 @@ def test_continuations_keep_only_the_media_they_can_see(
                         record_projection)
     num_layers = len(head.xattn_layers)
     # two images each; then as PROMPTS: sample 1's last token sees image 1
-    for prompts, num_media in (([PROMPTS[0]] * 2, [2, 2]),
-                               (PROMPTS, NUM_MEDIA)):
+    for prompts, num_media in (([PROMPTS[0]] * 2, [2,
+                                                   2]), (PROMPTS, NUM_MEDIA)):
         keys_per_call.clear()
         projected.clear()
         visual = media()

@@ -21,6 +21,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer,
                           CLIPVisionConfig, CLIPVisionModel, MptForCausalLM)
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from mmflamingo.compat import lm_cache_name
 from mmflamingo.models.utils import build_causal_lm
 from mmflamingo.models.utils.mosaic_gpt import (QKLayerNormWqkv,
                                                 convert_mosaic_gpt_state_dict,
@@ -153,11 +154,12 @@ def test_cache_continues_the_text(tmp_path):
         full = lm(input_ids=ids, attention_mask=mask).logits
         prefix = lm(
             input_ids=ids[:, :7], attention_mask=mask[:, :7], use_cache=True)
+        cache = lm_cache_name(lm)  # past_key_values before transformers 5
         chunk = lm(
             input_ids=ids[:, 7:],
             attention_mask=mask,
-            past_key_values=prefix.past_key_values,
-            use_cache=True).logits
+            use_cache=True,
+            **{cache: prefix[cache]}).logits
     real = mask.bool()
     # other shapes than the uncached call: may round differently
     torch.testing.assert_close(
