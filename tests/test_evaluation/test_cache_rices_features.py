@@ -28,6 +28,21 @@ def load_tool():
     return module
 
 
+def vqa_dataset(root, questions, annotations, image_name):
+    """A ``VQADataset`` (train split) over question/annotation files written
+    to ``root``, its media named by ``image_name``."""
+    (root / 'q.json').write_text(json.dumps(dict(questions=questions)))
+    (root / 'a.json').write_text(json.dumps(dict(annotations=annotations)))
+    return DATASETS.build(
+        dict(
+            type='VQADataset',
+            question_file=str(root / 'q.json'),
+            annotation_file=str(root / 'a.json'),
+            image_name=image_name,
+            split='train',
+            data_prefix=dict(img_path=str(root))))
+
+
 def test_cache_rices_features(tmp_path):
     colours = [(255, 0, 0), (250, 10, 0), (0, 0, 255), (0, 255, 0),
                (10, 0, 250)]
@@ -96,16 +111,7 @@ def test_video_features_pool_every_frame(tmp_path, tokenizer_dir):
         write_video(str(tmp_path / f'{i}.mp4'), frames)
         questions.append(dict(question_id=i, image_id=i, question='Where?'))
         annotations.append(dict(question_id=i, answers=[dict(answer='a')]))
-    (tmp_path / 'q.json').write_text(json.dumps(dict(questions=questions)))
-    (tmp_path / 'a.json').write_text(json.dumps(dict(annotations=annotations)))
-    dataset = DATASETS.build(
-        dict(
-            type='VQADataset',
-            question_file=str(tmp_path / 'q.json'),
-            annotation_file=str(tmp_path / 'a.json'),
-            image_name='{image_id}.mp4',
-            split='train',
-            data_prefix=dict(img_path=str(tmp_path))))
+    dataset = vqa_dataset(tmp_path, questions, annotations, '{image_id}.mp4')
     torch.manual_seed(0)
     model = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
     size = model.backbone.image_size
@@ -138,8 +144,7 @@ def test_video_features_pool_every_frame(tmp_path, tokenizer_dir):
         load_tool().compute_features(model, dataset, batch_size=2)
 
 
-def test_questions_about_one_image_share_its_feature(tmp_path,
-                                                     tokenizer_dir):
+def test_questions_about_one_image_share_its_feature(tmp_path, tokenizer_dir):
     """VQA-style support sets ask several questions about one image: each
     image file is encoded once and every question gets its feature, equal
     to the one computed with no other question beside it."""
@@ -154,16 +159,7 @@ def test_questions_about_one_image_share_its_feature(tmp_path,
         dict(question_id=q, answers=[dict(answer='red')])
         for q in range(len(image_ids))
     ]
-    (tmp_path / 'q.json').write_text(json.dumps(dict(questions=questions)))
-    (tmp_path / 'a.json').write_text(json.dumps(dict(annotations=annotations)))
-    dataset = DATASETS.build(
-        dict(
-            type='VQADataset',
-            question_file=str(tmp_path / 'q.json'),
-            annotation_file=str(tmp_path / 'a.json'),
-            image_name='{image_id}.jpg',
-            split='train',
-            data_prefix=dict(img_path=str(tmp_path))))
+    dataset = vqa_dataset(tmp_path, questions, annotations, '{image_id}.jpg')
     torch.manual_seed(0)
     model = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
     model.backbone.num_encoded = 0
