@@ -426,12 +426,21 @@ class Flamingo(BaseModel):
             c for cands in candidates
             for c in cands + [''] * (num - len(cands))
         ]
+        # each distinct text tokenized once (the samples of a batch often
+        # share their candidates, e.g. 1000 class names)
+        distinct = list(dict.fromkeys(flat))
+        place = {text: i for i, text in enumerate(distinct)}
+        rows = torch.tensor([place[text] for text in flat])
         cont = self.tokenizer(
-            flat,
+            distinct,
             add_special_tokens=False,
             padding='longest',
             padding_side='right',
-            return_tensors='pt').to(self.data_preprocessor.device)
+            return_tensors='pt')
+        cont = {
+            key: cont[key][rows].to(self.data_preprocessor.device)
+            for key in ('input_ids', 'attention_mask')
+        }
         lengths = cont['attention_mask'].sum(-1).view(-1, num)  # (B, C)
         for i, cands in enumerate(candidates):
             for name, length in zip(cands, lengths[i].tolist()):

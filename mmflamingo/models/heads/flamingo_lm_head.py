@@ -557,6 +557,14 @@ class FlamingoLMHead(BaseModule):
                 **self._lm_kwargs(input_ids, attention_mask, None, True))
             cache = prompt[self.cache_name]
             first = prompt.logits[0].float().log_softmax(-1)  # (B, V)
+            if packed and _PrefixCache.takes(cache):
+                # the widest chunk's tokens fit after the prompt
+                widths = [
+                    int(lengths[:, start:start + chunk_size].sum(-1).max())
+                    for start in range(0, num_cont, chunk_size)
+                ]
+                cache = _PrefixCache(cache, max(widths))
+                del prompt  # its cache is copied
             rest = []
             for start in range(0, num_cont, chunk_size):
                 chunk = (continuation_ids[:, start:start + chunk_size],
@@ -673,6 +681,68 @@ class FlamingoLMHead(BaseModule):
         rows, steps = predicts.nonzero(as_tuple=True)
         return self._chunk_logprobs(logits, flat_ids[rows, steps + 1],
                                     rows // num, rows % num, (batch, num))
+
+
+class _PrefixCache(DynamicCache):
+    """A prompt's KV cache that continuations are scored against, chunk
+    after chunk, without growing it.
+
+    The LM's layers run one after another and a layer needs a chunk's keys
+    and values only inside its own attention, so all layers share one
+    buffer of the prompt's length plus ``room``: a layer's call copies its
+    prompt keys and values into it, writes the chunk's after them and
+    attends over both. The cache keeps the prompt's length, so the next
+    chunk starts after the prompt again. A :class:`DynamicCache` would
+    concatenate new keys and values in every layer for every chunk (the
+    whole cache again, alive until the chunk ends) and be cropped back.
+
+    Args:
+        cache (DynamicCache): The prompt's cache, ``(B, H, P, Dh)`` per layer
+            (see :meth:`takes`).
+        room (int): The most tokens one chunk holds.
+    """
+
+    def __init__(self, cache: DynamicCache, room: int) -> None:
+        layers = [tuple(layer[:2]) for layer in cache]
+        super().__init__(layers)
+        self._layers = layers
+        keys = layers[0][0]
+        self._prompt_len = keys.shape[-2]
+        self._buffer = keys.new_empty(2, *keys.shape[:-2],
+                                      self._prompt_len + room, keys.shape[-1])
+
+    @staticmethod
+    def takes(cache) -> bool:
+        """Whether ``cache`` is a full-attention :class:`DynamicCache` (no
+        sliding-window layers, as transformers 5 may hold) with the same
+        shape of keys and values in every layer."""
+        if type(cache) is not DynamicCache:
+            return False
+        layers = list(cache)
+        if not layers or any(len(layer) > 2 and layer[2] is not None
+                             for layer in layers):
+            return False
+        shapes = {
+            None if t is None else tuple(t.shape)
+            for layer in layers for t in layer[:2]
+        }
+        return len(shapes) == 1 and None not in shapes
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor,
+               layer_idx: int, *args, **kwargs):
+        """The layer's prompt keys and values followed by the chunk's."""
+        prompt, end = self._prompt_len, self._prompt_len + key_states.shape[-2]
+        if end > self._buffer.shape[-2]:
+            raise ValueError(
+                f'a chunk of {key_states.shape[-2]} tokens does not fit the '
+                f'{self._buffer.shape[-2] - prompt} made room for')
+        keys, values = self._buffer[:, ..., :end, :]
+        for out, past, new in ((keys, self._layers[layer_idx][0], key_states),
+                               (values, self._layers[layer_idx][1],
+                                value_states)):
+            out[..., :prompt, :] = past
+            out[..., prompt:, :] = new
+        return keys, values
 
 
 def _rows_per_sample(generate_kwargs: dict) -> int:

@@ -434,6 +434,40 @@ def test_score_equals_full_forward(arch, open_model, monkeypatch):
         score(reduction='max')
 
 
+def test_prefix_cache_attends_over_prompt_and_chunk_without_growing():
+    """The scoring cache gives each layer its prompt's keys and values
+    followed by the chunk's, keeps the prompt's length for the next chunk,
+    and refuses a chunk longer than the room made for it."""
+    from transformers import DynamicCache
+
+    from mmflamingo.models.heads.flamingo_lm_head import _PrefixCache
+    gen = torch.Generator().manual_seed(0)
+    prompt = DynamicCache()
+    layers = []
+    for i in range(3):
+        k, v = (torch.randn(2, 4, 5, 8, generator=gen) for _ in range(2))
+        prompt.update(k, v, i)
+        layers.append((k, v))
+    assert _PrefixCache.takes(prompt)
+    cache = _PrefixCache(prompt, room=4)
+    for chunk_len in (4, 2, 3):  # chunks of other lengths, one after another
+        for i, (k, v) in enumerate(layers):
+            new_k, new_v = (torch.randn(2, 4, chunk_len, 8, generator=gen)
+                            for _ in range(2))
+            keys, values = cache.update(new_k, new_v, i)
+            torch.testing.assert_close(keys, torch.cat((k, new_k), dim=-2))
+            torch.testing.assert_close(values, torch.cat((v, new_v), dim=-2))
+        assert cache.get_seq_length() == 5
+    with pytest.raises(ValueError, match='5 tokens does not fit the 4'):
+        cache.update(*(torch.randn(2, 4, 5, 8) for _ in range(2)), 0)
+    # what it does not take: another cache class, layers of other shapes
+    assert not _PrefixCache.takes(((layers[0]), ))
+    ragged = DynamicCache()
+    ragged.update(*layers[0], 0)
+    ragged.update(*(t[:, :2] for t in layers[1]), 1)
+    assert not _PrefixCache.takes(ragged)
+
+
 def test_score_of_unequal_candidate_counts(arch, open_model):
     """A sample with fewer candidates scores ``-inf`` past its own, and its
     own as if alone."""
