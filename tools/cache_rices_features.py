@@ -11,7 +11,11 @@ and ``sample_id`` (:mod:`mmflamingo.datasets.eval_datasets`). Each sample's
 first image goes through the model's vision encoder; its patch tokens,
 mean-pooled and L2-normalised, are the feature. The features and the
 samples' ids are saved with
-:func:`mmflamingo.evaluation.demo_selection.save_rices_features`.
+:func:`mmflamingo.evaluation.demo_selection.save_rices_features`, with the
+file of each feature and a fingerprint of what made it (the vision
+encoder's weights and how media are loaded): ``--reuse`` takes the features
+of files already in such outputs (another task's support set over the same
+images, say) instead of encoding them again.
 
 OpenFlamingo's RICES ranks by a separate CLIP model's image embedding (the
 projected CLS token, ViT-B/32 by default); here the Flamingo's own frozen
@@ -19,7 +23,9 @@ vision encoder is used, so no second model is needed. The two rankings are
 close but not identical.
 """
 import argparse
-from typing import List, Optional, Tuple
+import hashlib
+import json
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -29,7 +35,8 @@ from mmengine.utils import ProgressBar
 import mmflamingo.datasets.eval_datasets  # noqa: F401 (registers them)
 from mmflamingo.apis import init_model
 from mmflamingo.datasets.transforms import media_pipeline
-from mmflamingo.evaluation.demo_selection import save_rices_features
+from mmflamingo.evaluation.demo_selection import (load_rices_features,
+                                                  save_rices_features)
 from mmflamingo.evaluation.fewshot_settings import OLD_KEY_HELP
 from mmflamingo.registry import DATASETS
 
@@ -60,6 +67,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='store float16 features (half the file size)')
     parser.add_argument(
+        '--reuse',
+        nargs='+',
+        default=[],
+        metavar='FILE',
+        help='outputs of this tool whose features of the same files, by the '
+        'same vision encoder and media loading, are taken over')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -67,12 +81,51 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def encoder_fingerprint(model: torch.nn.Module,
+                        pipeline: Optional[list] = None) -> str:
+    """What a feature depends on: the vision encoder's weights (a sha256)
+    and how media are loaded."""
+    digest = hashlib.sha256()
+    for name, tensor in model.backbone.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(
+            torch.uint8).numpy().tobytes())
+    return json.dumps(
+        dict(
+            backbone=digest.hexdigest(),
+            pipeline=repr(pipeline
+                          or media_pipeline(model.backbone.image_size))),
+        sort_keys=True)
+
+
+def reusable_features(files: List[str],
+                      encoder: str) -> Dict[str, torch.Tensor]:
+    """The features by medium file of ``files`` (outputs of this tool);
+    a file made by another encoder or without media raises, naming it."""
+    known: Dict[str, torch.Tensor] = {}
+    for path in files:
+        cache = load_rices_features(path)
+        if 'media' not in cache:
+            raise ValueError(f'{path}: keeps no media files to reuse by '
+                             '(written before --reuse existed); remake it')
+        if cache['encoder'] != encoder:
+            raise ValueError(
+                f'{path}: computed by another vision encoder or media '
+                'loading than this model; its features cannot be reused')
+        for medium, feature in zip(cache['media'], cache['features']):
+            if medium is not None:
+                known[medium] = feature.float()
+    return known
+
+
 @torch.no_grad()
 def compute_features(
-        model: torch.nn.Module,
-        dataset,
-        batch_size: int,
-        pipeline: Optional[list] = None) -> Tuple[torch.Tensor, list]:
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int,
+    pipeline: Optional[list] = None,
+    known: Optional[Dict[str, torch.Tensor]] = None
+) -> Tuple[torch.Tensor, list, list]:
     """Mean-pooled, L2-normalised vision features of every sample.
 
     Args:
@@ -84,36 +137,45 @@ def compute_features(
         pipeline (list, optional): How a medium is loaded, as the few-shot
             evaluation loads it (``test_cfg.media_pipeline``, e.g.
             ``LoadVideoFrames`` for videos). Defaults to the image pipeline.
+        known (dict[str, Tensor], optional): Features already computed, by
+            medium file (:func:`reusable_features`): not encoded again.
 
     Returns:
-        tuple[Tensor, list]: ``(N, D)`` float32 features and the N ids; a
-        video's is the mean over its frames' patches. Samples that share
-        their first medium (VQA's questions about one image) share its
-        feature: each file is encoded once.
+        tuple[Tensor, list, list]: ``(N, D)`` float32 features, the N ids
+        and the file of each feature (None where the medium is not a
+        file); a video's is the mean over its frames' patches. Samples that
+        share their first medium (VQA's questions about one image) share
+        its feature: each file is encoded once.
     """
+    known = known or {}
     pipeline = Compose(pipeline or media_pipeline(model.backbone.image_size))
-    keys, rows, unique = [], [], {}  # unique: first medium -> its row
+    keys, rows, files, unique = [], [], [], {}  # unique: medium -> its row
     for idx in range(len(dataset)):
         info = dataset.get_data_info(idx)
         keys.append(info['sample_id'])
         medium = info['media'][0]
         name = medium if isinstance(medium, str) else ('sample', idx)
+        files.append(medium if isinstance(medium, str) else None)
         rows.append(unique.setdefault(name, len(unique)))
     media = list(unique)
-    features = []
-    progress = ProgressBar(len(media))
-    for start in range(0, len(media), batch_size):
-        packed = [
-            pipeline(dict(media=[medium], text=''))
-            for medium in media[start:start + batch_size]
-        ]
+    todo = [medium for medium in media if medium not in known]
+    computed = {}
+    progress = ProgressBar(len(todo)) if todo else None
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        packed = [pipeline(dict(media=[medium], text='')) for medium in batch]
         images = model.data_preprocessor(pseudo_collate(packed))['images']
         patches = model.backbone(images)  # (B, 1, T, P, D)
         pooled = patches[:, 0].float().mean(dim=(1, 2))  # (B, D)
-        features.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
+        pooled = torch.nn.functional.normalize(pooled, dim=-1).cpu()
+        computed.update(zip(batch, pooled))
         for _ in packed:
             progress.update()
-    return torch.cat(features)[torch.tensor(rows)], keys
+    print(f'\n{len(media) - len(todo)} of {len(media)} media taken from '
+          f'--reuse, {len(todo)} encoded')
+    features = torch.stack(
+        [known[m] if m in known else computed[m] for m in media])
+    return features[torch.tensor(rows)], keys, files
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -132,13 +194,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     if len(dataset) == 0:
         raise ValueError(f'the {args.split} dataset of {args.config} is '
                          'empty')
-    features, keys = compute_features(model, dataset, args.batch_size,
-                                      (cfg.get('test_cfg')
-                                       or {}).get('media_pipeline'))
+    pipeline = (cfg.get('test_cfg') or {}).get('media_pipeline')
+    encoder = encoder_fingerprint(model, pipeline)
+    features, keys, files = compute_features(
+        model, dataset, args.batch_size, pipeline,
+        reusable_features(args.reuse, encoder))
     if args.fp16:
         features = features.half()
     save_rices_features(args.out, features, keys,
-                        f'{args.config} (checkpoint: {args.checkpoint})')
+                        f'{args.config} (checkpoint: {args.checkpoint})',
+                        files, encoder)
     print(f'\nsaved {tuple(features.shape)} features of {args.split} '
           f'({key}) to {args.out}')
 

@@ -133,6 +133,7 @@ class Recipe:
         self.work = args.work_dir
         self.redo = set(args.redo)
         self.timings: Dict[str, float] = {}
+        self.rices_files: List[str] = []  # written by this run
         self.paths = dict(
             tokenizer=osp.join(self.work, 'tokenizer'),
             vision=osp.join(self.work, 'vision', 'hf'),
@@ -345,14 +346,20 @@ class Recipe:
         return results
 
     def _cache_rices(self, tool, task: str, config: str) -> None:
+        """The RICES features of a task's support and query sets; images
+        another task's sets already have (the scenes of captioning, VQA and
+        binding) are taken from this run's earlier files, not encoded
+        again."""
         os.makedirs(self.paths['rices'], exist_ok=True)
         for split in ('support', 'query'):
             out = osp.join(self.paths['rices'], f'{task}_{split}.pth')
+            reuse = ['--reuse', *self.rices_files] if self.rices_files else []
             tool.main([
                 config, '--split', split, '--out', out, '--checkpoint',
-                self.paths['checkpoint'], '--cfg-options',
+                self.paths['checkpoint'], *reuse, '--cfg-options',
                 *self.eval_options(task, 'rices')
             ])
+            self.rices_files.append(out)
 
     def run(self) -> Dict[str, dict]:
         start = time.perf_counter()

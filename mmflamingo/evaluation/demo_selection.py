@@ -206,8 +206,12 @@ class RICESSelector(_KeyedSelector):
         return top.flip(0).tolist()
 
 
-def save_rices_features(path: str, features: torch.Tensor,
-                        keys: Sequence[Hashable], config: str) -> None:
+def save_rices_features(path: str,
+                        features: torch.Tensor,
+                        keys: Sequence[Hashable],
+                        config: str,
+                        media: Optional[Sequence[Optional[str]]] = None,
+                        encoder: Optional[str] = None) -> None:
     """Save RICES features with the ids of the samples they describe.
 
     Args:
@@ -217,12 +221,22 @@ def save_rices_features(path: str, features: torch.Tensor,
         keys (Sequence): The N sample ids, in support-set order (ints or
             strings).
         config (str): What computed them (the model config), for the record.
+        media (Sequence[str | None], optional): The file each feature was
+            computed from (None: not a file), so that another set with the
+            same files and ``encoder`` can take the features over.
+        encoder (str, optional): What the features depend on (the vision
+            encoder, its weights, how media are loaded); files of the same
+            ``encoder`` share features by ``media``.
     """
     if features.ndim != 2 or len(features) != len(keys):
         raise ValueError(f'{len(keys)} keys for features of shape '
                          f'{tuple(features.shape)}')
-    torch.save(
-        dict(features=features.cpu(), keys=list(keys), config=config), path)
+    if media is not None and len(media) != len(keys):
+        raise ValueError(f'{len(media)} media for {len(keys)} keys')
+    record = dict(features=features.cpu(), keys=list(keys), config=config)
+    if media is not None:
+        record.update(media=list(media), encoder=encoder)
+    torch.save(record, path)
 
 
 def load_rices_features(path: str,

@@ -120,7 +120,7 @@ def test_video_features_pool_every_frame(tmp_path, tokenizer_dir):
         dict(type='ResizeMedia', size=size),
         dict(type='PackFlamingoInputs'),
     ]
-    features, keys = load_tool().compute_features(
+    features, keys, _ = load_tool().compute_features(
         model, dataset, batch_size=2, pipeline=pipeline)
     assert features.shape == (3, 32) and keys == [0, 1, 2]
 
@@ -163,16 +163,60 @@ def test_questions_about_one_image_share_its_feature(tmp_path, tokenizer_dir):
     torch.manual_seed(0)
     model = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
     model.backbone.num_encoded = 0
-    features, keys = load_tool().compute_features(model, dataset, 4)
+    features, keys, files = load_tool().compute_features(model, dataset, 4)
     assert keys == [0, 1, 2, 3, 4]
+    assert files == [str(tmp_path / f'{i}.jpg') for i in image_ids]
     assert model.backbone.num_encoded == 2  # two files, not five questions
     for q, i in enumerate(image_ids):
-        alone, _ = load_tool().compute_features(
+        alone, _, _ = load_tool().compute_features(
             model, Subset(dataset, q), batch_size=1)
         torch.testing.assert_close(features[q], alone[0])
         # the other image's feature is another
         other = image_ids.index(1 - i)
         assert (features[q] - features[other]).abs().max() > 1e-3
+
+
+def test_reuse_takes_features_of_the_same_files(tmp_path, tokenizer_dir):
+    """A support set over images another set's file already has features
+    of (same encoder, same loading) encodes only the new images and gets
+    the features it would have computed; a file of another encoder, or one
+    that keeps no media, is refused by name."""
+    from mmflamingo.evaluation.demo_selection import save_rices_features
+    tool = load_tool()
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255), (0, 160, 0)]):
+        Image.new('RGB', (40, 48), colour).save(tmp_path / f'{i}.jpg')
+
+    def questions_about(image_ids):
+        return vqa_dataset(
+            tmp_path,
+            [dict(question_id=q, image_id=i, question='What colour?')
+             for q, i in enumerate(image_ids)],
+            [dict(question_id=q, answers=[dict(answer='red')])
+             for q in range(len(image_ids))], '{image_id}.jpg')
+
+    first = questions_about([0, 1, 1])
+    second = questions_about([2, 0, 1])  # the same files and one more
+    torch.manual_seed(0)
+    model = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
+    encoder = tool.encoder_fingerprint(model)
+    features, keys, files = tool.compute_features(model, first, 2)
+    saved = str(tmp_path / 'first.pth')
+    save_rices_features(saved, features, keys, 'test', files, encoder)
+    model.backbone.num_encoded = 0
+    reused, _, _ = tool.compute_features(
+        model, second, 2, known=tool.reusable_features([saved], encoder))
+    assert model.backbone.num_encoded == 1  # only image 2 is new
+    fresh, _, _ = tool.compute_features(model, second, 2)
+    torch.testing.assert_close(reused, fresh)
+
+    torch.manual_seed(1)
+    other = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
+    with pytest.raises(ValueError, match='first.pth: computed by another'):
+        tool.reusable_features([saved], tool.encoder_fingerprint(other))
+    bare = str(tmp_path / 'bare.pth')
+    save_rices_features(bare, features, keys, 'test')
+    with pytest.raises(ValueError, match='bare.pth: keeps no media'):
+        tool.reusable_features([bare], encoder)
 
 
 class Subset:
