@@ -14,9 +14,9 @@ previous run finished it:
    contrastively (``configs/shapes/clip-tiny_shapes_contrastive.py``) and a
    tiny LLaMA trained first to copy random spans (its induction heads,
    ``configs/shapes/llama-tiny_shapes_lm-induction.py``), then on the
-   world's text (``...lm-text.py``), on binding episodes alone, meant to
-   make it bind names in context (``...lm-binding.py``; the probes say
-   whether it did), and on the world's text again (``...lm.py``);
+   world's text (``...lm-text.py``), on binding episodes alone, until it
+   binds names its context reveals (``...lm-binding.py``), and on the
+   world's text again (``...lm.py``);
 2. the LM's probes (:mod:`mmflamingo.shapes_world.probes`): copying,
    text-only binding and reading, on held-out text;
 3. Flamingo on the mixture of interleaved documents, pairs and videos

@@ -1,8 +1,8 @@
 """The pretrained parts the repository ships (checkpoints/shapes, made by
 `tools/shapes_recipe.py --from-scratch --export-pretrained`): the language
-model copies from its context and answers about a caption in it, on text
-it never saw, and both parts load where Flamingo loads them. (It does not
-bind names in text: the note of issue 10 has the runs.)"""
+model copies from its context, binds names that only its context reveals
+and answers about a caption in it, on text it never saw, and both parts
+load where Flamingo loads them."""
 import os.path as osp
 
 import pytest
@@ -33,6 +33,16 @@ def test_the_lm_copies_from_its_context(probes):
     # random tokens: ~ln(vocabulary) the first time, near 0 repeated
     assert probes['repeat_first'] > 6
     assert probes['repeat_copy'] < probes['repeat_first'] - 5
+
+
+def test_the_lm_binds_names_its_context_reveals(probes):
+    """Shapes named in the context (names no training text holds), then
+    one more: its name is far above chance and above naming any shape the
+    context showed, at 4 and 8 shots."""
+    for shots in (4, 8):
+        accuracy = probes[f'binding_word_{shots}shot']
+        assert accuracy > probes[f'binding_{shots}shot_chance'] + 40, probes
+        assert accuracy > probes[f'binding_{shots}shot_seen_name'] + 40, probes
 
 
 def test_the_lm_answers_about_a_caption_in_its_context(probes):
