@@ -513,7 +513,9 @@ class FlamingoLMHead(BaseModule):
           take 4-D attention masks): a sample's continuations follow each
           other in one row after the cached prompt, each seeing the prompt
           and its own earlier tokens (a 4-D mask) at the positions it would
-          have alone; the cache is not copied;
+          have alone; the cache is not copied per continuation, and the
+          layers share one buffer for a chunk's keys and values
+          (:class:`_PrefixCache`);
         - **repeated** (the other LMs, e.g. GPT-2 and MPT, whose ALiBi
           ties a bias to a token's place in the row): each continuation
           gets a row with a copy of its sample's cache, ``chunk_size`` rows
