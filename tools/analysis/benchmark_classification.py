@@ -35,6 +35,11 @@ the other's), warmed up with one batch (of 20 names), and the timed runs
 alternate between them, so load on the machine hits both alike. Peak memory
 is the high-water mark of the process's resident set from the warm-up on,
 over what it held with the model built (the evaluation's own memory).
+That mark depends on how glibc's heap fragments as much as on what is in
+use (a heap of ~700 MiB with ~350 MiB free in it, in thousands of holes, on
+mmflamingo's side), and moves from run to run by up to ~150 MiB;
+``--malloc-mmap-threshold`` runs both sides with large blocks mmapped, so
+that the peak follows the memory in use.
 
 Example:
     python tools/analysis/benchmark_classification.py --num-queries 16 \
@@ -84,6 +89,14 @@ def parse_args() -> argparse.Namespace:
         '--num-names',
         type=int,
         help='rank the first names only (a quick check; default: all)')
+    parser.add_argument(
+        '--malloc-mmap-threshold',
+        type=int,
+        help='run both sides with glibc\'s MALLOC_MMAP_THRESHOLD_ at this '
+        'many bytes: larger blocks are mmapped and go back to the system '
+        'when freed, so the peak follows the memory in use rather than how '
+        'the heap fragments (default: glibc\'s own, a threshold that '
+        'grows to 32 MiB)')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument(
@@ -359,7 +372,11 @@ def report(args: argparse.Namespace, lengths: np.ndarray,
           f'{np.percentile(lengths, 1):.0f}-'
           f'{np.percentile(lengths, 99):.0f}, max {lengths.max()}), '
           f'mmflamingo {args.candidate_batch_size} names per LM call, '
-          f'{threads} threads, {args.repeats} alternating runs each')
+          f'{threads} threads, {args.repeats} alternating runs each, '
+          'glibc malloc ' + ('with MALLOC_MMAP_THRESHOLD_='
+                             f'{args.malloc_mmap_threshold}'
+                             if args.malloc_mmap_threshold is not None else
+                             'as it comes'))
     rates = {}
     for side in runs:
         seconds = np.array([run['seconds'] for run in runs[side]])
@@ -409,6 +426,10 @@ def main() -> None:
             len(tokenizer(name, add_special_tokens=False)['input_ids'])
             for name in class_names
         ])
+        if args.malloc_mmap_threshold is not None:
+            # read by glibc when a worker starts
+            os.environ['MALLOC_MMAP_THRESHOLD_'] = str(
+                args.malloc_mmap_threshold)
         context = multiprocessing.get_context('spawn')
         workers = {}
         for side in args.sides:
