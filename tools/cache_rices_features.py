@@ -25,6 +25,7 @@ close but not identical.
 import argparse
 import hashlib
 import json
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -72,7 +73,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=[],
         metavar='FILE',
         help='outputs of this tool whose features of the same files, by the '
-        'same vision encoder and media loading, are taken over')
+        'same vision encoder and media loading, are taken over (those of a '
+        '--fp16 file with its rounding)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -100,18 +102,25 @@ def encoder_fingerprint(model: torch.nn.Module,
 
 def reusable_features(files: List[str],
                       encoder: str) -> Dict[str, torch.Tensor]:
-    """The features by medium file of ``files`` (outputs of this tool);
-    a file made by another encoder or without media raises, naming it."""
+    """The features by medium file of ``files`` (outputs of this tool).
+
+    A file whose features cannot stand for this run's (made by another
+    vision encoder or media loading, e.g. a video task's, or keeping no
+    media files) is left out with a warning that names it and says why.
+    """
     known: Dict[str, torch.Tensor] = {}
     for path in files:
         cache = load_rices_features(path)
+        why = None
         if 'media' not in cache:
-            raise ValueError(f'{path}: keeps no media files to reuse by '
-                             '(written before --reuse existed); remake it')
-        if cache['encoder'] != encoder:
-            raise ValueError(
-                f'{path}: computed by another vision encoder or media '
-                'loading than this model; its features cannot be reused')
+            why = ('it keeps no media files to reuse by (written before '
+                   '--reuse existed)')
+        elif cache['encoder'] != encoder:
+            why = ('it was computed by another vision encoder or media '
+                   'loading than this run')
+        if why is not None:
+            warnings.warn(f'--reuse {path}: not reused: {why}')
+            continue
         for medium, feature in zip(cache['media'], cache['features']):
             if medium is not None:
                 known[medium] = feature.float()

@@ -179,8 +179,9 @@ def test_questions_about_one_image_share_its_feature(tmp_path, tokenizer_dir):
 def test_reuse_takes_features_of_the_same_files(tmp_path, tokenizer_dir):
     """A support set over images another set's file already has features
     of (same encoder, same loading) encodes only the new images and gets
-    the features it would have computed; a file of another encoder, or one
-    that keeps no media, is refused by name."""
+    the features it would have computed; a file of another encoder or
+    media loading, or one that keeps no media, is left out with a warning
+    naming it."""
     from mmflamingo.evaluation.demo_selection import save_rices_features
     tool = load_tool()
     for i, colour in enumerate([(255, 0, 0), (0, 0, 255), (0, 160, 0)]):
@@ -211,12 +212,20 @@ def test_reuse_takes_features_of_the_same_files(tmp_path, tokenizer_dir):
 
     torch.manual_seed(1)
     other = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
-    with pytest.raises(ValueError, match='first.pth: computed by another'):
-        tool.reusable_features([saved], tool.encoder_fingerprint(other))
+    with pytest.warns(UserWarning,
+                      match='first.pth: not reused: .* another vision'):
+        assert tool.reusable_features([saved],
+                                      tool.encoder_fingerprint(other)) == {}
+    # another media loading (a video task's): not reused either
+    video = [dict(type='LoadVideoFrames', num_frames=3)]
+    with pytest.warns(UserWarning, match='first.pth: not reused'):
+        assert tool.reusable_features(
+            [saved], tool.encoder_fingerprint(model, video)) == {}
     bare = str(tmp_path / 'bare.pth')
     save_rices_features(bare, features, keys, 'test')
-    with pytest.raises(ValueError, match='bare.pth: keeps no media'):
-        tool.reusable_features([bare], encoder)
+    with pytest.warns(UserWarning, match='bare.pth: not reused: it keeps no'):
+        known = tool.reusable_features([bare, saved], encoder)
+    assert sorted(known) == [str(tmp_path / '0.jpg'), str(tmp_path / '1.jpg')]
 
 
 class Subset:

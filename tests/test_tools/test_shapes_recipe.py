@@ -4,6 +4,7 @@ stages are reused, and the summary is written: on the shipped pretrained
 parts (the main job) and, with --from-scratch, on parts it trains itself."""
 import json
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -64,6 +65,10 @@ def test_quick_recipe_on_the_shipped_parts(tmp_path):
         assert osp.isfile(work / 'rices' / f'{task}_support.pth')
     check_summary(work)
     assert '| binding | classification/accuracy/top1 | rices |' in out
+    # VQA's support images are captioning's: their features are taken over
+    # (the video task's, loaded otherwise, are computed)
+    assert re.search(r'(\d+) of \1 media taken from --reuse, 0 encoded',
+                     out), out
 
     # a re-run reuses every finished stage; --redo reruns one and later ones
     out = run_recipe(tmp_path)
