@@ -566,7 +566,7 @@ class FlamingoLMHead(BaseModule):
                     for start in range(0, num_cont, chunk_size)
                 ]
                 cache = _PrefixCache(cache, max(widths))
-                del prompt  # its cache is copied
+                del prompt  # its cache: _PrefixCache holds what it needs
             rest = []
             for start in range(0, num_cont, chunk_size):
                 chunk = (continuation_ids[:, start:start + chunk_size],
@@ -705,10 +705,11 @@ class _PrefixCache(DynamicCache):
     """
 
     def __init__(self, cache: DynamicCache, room: int) -> None:
-        layers = [tuple(layer[:2]) for layer in cache]
-        super().__init__(layers)
-        self._layers = layers
-        keys = layers[0][0]
+        super().__init__([tuple(layer[:2]) for layer in cache])
+        # the prompt's keys and values as this cache holds them (transformers
+        # 5 copies them, 4 keeps the prompt cache's own): one copy lives on
+        self._layers = [tuple(layer[:2]) for layer in self]
+        keys = self._layers[0][0]
         self._prompt_len = keys.shape[-2]
         self._buffer = keys.new_empty(2, *keys.shape[:-2],
                                       self._prompt_len + room, keys.shape[-1])
@@ -721,12 +722,13 @@ class _PrefixCache(DynamicCache):
         if type(cache) is not DynamicCache:
             return False
         layers = list(cache)
-        if not layers or any(len(layer) > 2 and layer[2] is not None
-                             for layer in layers):
+        if not layers or any(
+                len(layer) > 2 and layer[2] is not None for layer in layers):
             return False
         shapes = {
             None if t is None else tuple(t.shape)
-            for layer in layers for t in layer[:2]
+            for layer in layers
+            for t in layer[:2]
         }
         return len(shapes) == 1 and None not in shapes
 
