@@ -95,8 +95,8 @@ def encoder_fingerprint(model: torch.nn.Module,
     return json.dumps(
         dict(
             backbone=digest.hexdigest(),
-            pipeline=repr(pipeline
-                          or media_pipeline(model.backbone.image_size))),
+            pipeline=repr(
+                pipeline or media_pipeline(model.backbone.image_size))),
         sort_keys=True)
 
 

@@ -20,8 +20,7 @@ model = dict(
     # about twice, so the cache mostly misses and its zero-padded chunks cost
     # more than they save (0.54-0.62 s/step without it, 0.75-0.95 rising to
     # 1.3 with cache_size=40000; 2 threads, 100 steps each)
-    backbone=dict(
-        type='HFCLIPVisionEncoder', pretrained=vision, cache_size=0),
+    backbone=dict(type='HFCLIPVisionEncoder', pretrained=vision, cache_size=0),
     # spatial embeddings: without them the latents tell where a shape is
     # only after thousands of steps (a single shape's slot 67% after 400
     # steps of direct supervision, >97% with them; held-out video motion 40%
@@ -69,7 +68,6 @@ optim_wrapper = dict(
 # 10 has the runs
 train_cfg = dict(max_iters=1600)
 default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=1600, max_keep_ckpts=1))
+    logger=dict(interval=20), checkpoint=dict(interval=1600, max_keep_ckpts=1))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 work_dir = 'work_dirs/shapes/flamingo'

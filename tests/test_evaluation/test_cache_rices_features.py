@@ -188,12 +188,13 @@ def test_reuse_takes_features_of_the_same_files(tmp_path, tokenizer_dir):
         Image.new('RGB', (40, 48), colour).save(tmp_path / f'{i}.jpg')
 
     def questions_about(image_ids):
-        return vqa_dataset(
-            tmp_path,
-            [dict(question_id=q, image_id=i, question='What colour?')
-             for q, i in enumerate(image_ids)],
-            [dict(question_id=q, answers=[dict(answer='red')])
-             for q in range(len(image_ids))], '{image_id}.jpg')
+        return vqa_dataset(tmp_path, [
+            dict(question_id=q, image_id=i, question='What colour?')
+            for q, i in enumerate(image_ids)
+        ], [
+            dict(question_id=q, answers=[dict(answer='red')])
+            for q in range(len(image_ids))
+        ], '{image_id}.jpg')
 
     first = questions_about([0, 1, 1])
     second = questions_about([2, 0, 1])  # the same files and one more
@@ -212,15 +213,16 @@ def test_reuse_takes_features_of_the_same_files(tmp_path, tokenizer_dir):
 
     torch.manual_seed(1)
     other = init_model(Config(dict(model=tiny_flamingo_config(tokenizer_dir))))
-    with pytest.warns(UserWarning,
-                      match='first.pth: not reused: .* another vision'):
+    with pytest.warns(
+            UserWarning, match='first.pth: not reused: .* another vision'):
         assert tool.reusable_features([saved],
                                       tool.encoder_fingerprint(other)) == {}
     # another media loading (a video task's): not reused either
     video = [dict(type='LoadVideoFrames', num_frames=3)]
     with pytest.warns(UserWarning, match='first.pth: not reused'):
-        assert tool.reusable_features(
-            [saved], tool.encoder_fingerprint(model, video)) == {}
+        assert tool.reusable_features([saved],
+                                      tool.encoder_fingerprint(model,
+                                                               video)) == {}
     bare = str(tmp_path / 'bare.pth')
     save_rices_features(bare, features, keys, 'test')
     with pytest.warns(UserWarning, match='bare.pth: not reused: it keeps no'):

@@ -362,6 +362,9 @@ def worker(side: str, args: argparse.Namespace, root: str, conn) -> None:
 def report(args: argparse.Namespace, lengths: np.ndarray,
            runs: Dict[str, List[dict]], threads: int) -> None:
     lengths = lengths[:args.num_names]
+    allocator = 'as it comes'
+    if args.malloc_mmap_threshold is not None:
+        allocator = f'with MALLOC_MMAP_THRESHOLD_={args.malloc_mmap_threshold}'
     print(f'config: {args.lm_type} hidden {args.hidden_size} x '
           f'{args.num_layers} layers (xattn every {args.cross_attn_every}), '
           f'ViT {args.vision_width} x {args.vision_layers} at '
@@ -373,10 +376,7 @@ def report(args: argparse.Namespace, lengths: np.ndarray,
           f'{np.percentile(lengths, 99):.0f}, max {lengths.max()}), '
           f'mmflamingo {args.candidate_batch_size} names per LM call, '
           f'{threads} threads, {args.repeats} alternating runs each, '
-          'glibc malloc ' + ('with MALLOC_MMAP_THRESHOLD_='
-                             f'{args.malloc_mmap_threshold}'
-                             if args.malloc_mmap_threshold is not None else
-                             'as it comes'))
+          f'glibc malloc {allocator}')
     rates = {}
     for side in runs:
         seconds = np.array([run['seconds'] for run in runs[side]])

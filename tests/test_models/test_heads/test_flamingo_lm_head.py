@@ -452,8 +452,9 @@ def test_prefix_cache_attends_over_prompt_and_chunk_without_growing():
     cache = _PrefixCache(prompt, room=4)
     for chunk_len in (4, 2, 3):  # chunks of other lengths, one after another
         for i, (k, v) in enumerate(layers):
-            new_k, new_v = (torch.randn(2, 4, chunk_len, 8, generator=gen)
-                            for _ in range(2))
+            new_k, new_v = (
+                torch.randn(2, 4, chunk_len, 8, generator=gen)
+                for _ in range(2))
             keys, values = cache.update(new_k, new_v, i)
             torch.testing.assert_close(keys, torch.cat((k, new_k), dim=-2))
             torch.testing.assert_close(values, torch.cat((v, new_v), dim=-2))
