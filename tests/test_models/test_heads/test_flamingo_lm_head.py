@@ -416,6 +416,19 @@ def test_score_equals_full_forward(arch, open_model, monkeypatch):
         torch.testing.assert_close(
             score(chunk_size=chunk_size), expected, **tolerance)
     if head.packed_scoring:
+        # chunks of continuations of unequal widths run as equally wide
+        # rows (one shape for the allocator to reuse): the widest chunk's
+        widths = []
+        hook = head.lm.register_forward_pre_hook(
+            lambda _, args, kwargs: widths.append(kwargs['input_ids'].shape),
+            with_kwargs=True)
+        try:
+            score(chunk_size=1)
+        finally:
+            hook.remove()
+        widest = int(cont_mask.sum(-1).max())
+        assert widths[1:] == [(2, widest)] * 3, widths
+        assert len(set(cont_mask.sum(-1).flatten().tolist())) > 1
         # the other path: a copy of the prompt's cache per continuation
         monkeypatch.setattr(
             'mmflamingo.models.heads.flamingo_lm_head.'
