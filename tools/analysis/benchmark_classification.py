@@ -32,10 +32,14 @@ OpenFlamingo one forward per extra token). The script prints the spread.
 
 Each side runs in its own process (so that one's memory does not count as
 the other's), warmed up with one batch (of 20 names), and the timed runs
-alternate between them, so load on the machine hits both alike. Peak memory
-is the high-water mark of the process's resident set from the warm-up on,
-over what it held with the model built (the evaluation's own memory).
-That mark depends on how glibc's heap fragments as much as on what is in
+alternate between them, so load on the machine hits both alike. A run's
+peak memory is the high-water mark of the process's resident set during
+the run over what it held just before (the evaluation's own memory, in a
+process that has evaluated before). The warm-up's figures are printed
+apart: its peak over what the process held with the model built, and what
+it keeps for good (code and kernels loaded, the Runner's machinery, caches;
+paid once per process, whatever the number of classes or queries). A peak
+depends on how glibc's heap fragments as much as on what is in
 use (a heap of ~700 MiB with ~350 MiB free in it, in thousands of holes, on
 mmflamingo's side), and moves from run to run by up to ~150 MiB;
 ``--malloc-mmap-threshold`` runs both sides with large blocks mmapped, so
@@ -48,6 +52,7 @@ Example:
 import argparse
 import ctypes
 import gc
+import itertools
 import multiprocessing
 import os
 import os.path as osp
@@ -84,7 +89,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-queries', type=int, default=16)
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--shots', type=int, default=8)
-    parser.add_argument('--candidate-batch-size', type=int, default=100)
+    parser.add_argument('--candidate-batch-size', type=int, default=50)
     parser.add_argument(
         '--num-names',
         type=int,
@@ -292,8 +297,11 @@ def openflamingo_classify(model,
     return top_names
 
 
-def reset_peak_rss() -> int:
-    """Reset the process's resident-set high-water mark; its RSS (bytes)."""
+def settle_rss() -> int:
+    """Free what can be freed (garbage, glibc's free heap top and holes),
+    reset the process's resident-set high-water mark; its RSS (bytes)."""
+    gc.collect()
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')
     return _status_bytes('VmRSS')
@@ -309,8 +317,9 @@ def _status_bytes(field: str) -> int:
 
 def worker(side: str, args: argparse.Namespace, root: str, conn) -> None:
     """Build one side's model and time its runs on request: receives a
-    query count (None: stop), answers seconds, peak memory so far (over the
-    model's) and top-5."""
+    query count (None: stop), answers seconds, the run's peak memory (over
+    what the process held before it), the warm-up's (over the model's) and
+    top-5."""
     from mmflamingo.testing.openflamingo import build_openflamingo_pair
     torch.set_num_threads(args.threads)
     init_default_scope('mmflamingo')
@@ -330,6 +339,7 @@ def worker(side: str, args: argparse.Namespace, root: str, conn) -> None:
         image_size=args.image_size,
         patch_size=16)
     if side == 'openflamingo':
+        model = of_model
         del mm_model
         demos = loop_demos(root, args, class_names, args.num_queries)
 
@@ -337,25 +347,36 @@ def worker(side: str, args: argparse.Namespace, root: str, conn) -> None:
             return openflamingo_classify(of_model, tokenizer, root, args,
                                          demos, n, num_names)
     else:
+        model = mm_model
         del of_model
 
         def run(n, num_names=None):
             return mmflamingo_classify(mm_model, root, args, class_names, n,
                                        num_names)
 
-    gc.collect()
-    ctypes.CDLL('libc.so.6').malloc_trim(0)  # what the other model held
-    model_bytes = reset_peak_rss()
+    # the weights in memory: transformers maps a safetensors file and its
+    # pages come in when first read, which would count as the first call's
+    with torch.no_grad():
+        for tensor in itertools.chain(model.parameters(), model.buffers()):
+            tensor.sum()
+    model_bytes = settle_rss()  # what the other model held is let go
     run(args.batch_size, num_names=WARM_UP_NAMES)  # first-call costs
+    # what the first call left behind for good: code and kernels loaded,
+    # caches filled (imports, the Runner's machinery, oneDNN)
+    warm_bytes = settle_rss()
+    first_call_peak = _status_bytes('VmHWM') - model_bytes
     conn.send(torch.get_num_threads())
     while (num_queries := conn.recv()) is not None:
+        start_bytes = settle_rss()
         start = time.perf_counter()
         top5 = run(num_queries, args.num_names)
         seconds = time.perf_counter() - start
         conn.send(
             dict(
                 seconds=seconds,
-                peak_bytes=_status_bytes('VmHWM') - model_bytes,
+                first_call_bytes=warm_bytes - model_bytes,
+                first_call_peak_bytes=first_call_peak,
+                peak_bytes=_status_bytes('VmHWM') - start_bytes,
                 top5=top5))
 
 
@@ -381,11 +402,16 @@ def report(args: argparse.Namespace, lengths: np.ndarray,
     for side in runs:
         seconds = np.array([run['seconds'] for run in runs[side]])
         rate = args.num_queries / seconds
-        peak = runs[side][-1]['peak_bytes'] / 2**20
+        peaks = [run['peak_bytes'] / 2**20 for run in runs[side]]
+        first = runs[side][0]
         rates[side] = float(np.median(rate))
         print(f'{side:>14}: {rates[side]:.3f} queries/s (median; runs '
-              f'{", ".join(f"{r:.3f}" for r in rate)}), peak memory '
-              f'+{peak:.0f} MiB')
+              f'{", ".join(f"{r:.3f}" for r in rate)}); peak memory of a '
+              f'run +{max(peaks):.0f} MiB (the highest; runs '
+              f'{", ".join(f"+{p:.0f}" for p in peaks)}); first call '
+              f'(warm-up, {WARM_UP_NAMES} names) peak '
+              f'+{first["first_call_peak_bytes"] / 2**20:.0f} MiB, kept '
+              f'+{first["first_call_bytes"] / 2**20:.0f} MiB')
     if len(runs) < 2:
         return
     reference = runs['openflamingo'][0]['top5']
