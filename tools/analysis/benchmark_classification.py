@@ -39,11 +39,12 @@ process that has evaluated before). The warm-up's figures are printed
 apart: its peak over what the process held with the model built, and what
 it keeps for good (code and kernels loaded, the Runner's machinery, caches;
 paid once per process, whatever the number of classes or queries). A peak
-depends on how glibc's heap fragments as much as on what is in
-use (a heap of ~700 MiB with ~350 MiB free in it, in thousands of holes, on
-mmflamingo's side), and moves from run to run by up to ~150 MiB;
-``--malloc-mmap-threshold`` runs both sides with large blocks mmapped, so
-that the peak follows the memory in use.
+depends on how glibc's heap fragments as much as on what is in use: on
+1000 names mmflamingo's moved between +200 and +385 MiB over 8 runs before
+its chunks were padded to one width, +197 to +231 over 5 after, and
+OpenFlamingo's between +311 and +338 over 3; ``--malloc-mmap-threshold``
+runs both sides with large blocks mmapped, so that the peak follows the
+memory in use (at about two thirds of the speed).
 
 Example:
     python tools/analysis/benchmark_classification.py --num-queries 16 \
