@@ -563,16 +563,15 @@ class FlamingoLMHead(BaseModule):
                 **self._lm_kwargs(input_ids, attention_mask, None, True))
             cache = prompt[self.cache_name]
             first = prompt.logits[0].float().log_softmax(-1)  # (B, V)
-            width = None
             if packed:
                 # every chunk as wide as the widest: the same shapes in
                 # every LM call, so the allocator reuses its blocks
                 width = max(
                     int(lengths[:, start:start + chunk_size].sum(-1).max())
                     for start in range(0, num_cont, chunk_size))
-            if packed and _PrefixCache.takes(cache):
-                cache = _PrefixCache(cache, width)
-                del prompt  # its cache: _PrefixCache holds what it needs
+                if _PrefixCache.takes(cache):
+                    cache = _PrefixCache(cache, width)
+                    del prompt  # its cache: _PrefixCache holds what it needs
             rest = []
             for start in range(0, num_cont, chunk_size):
                 chunk = (continuation_ids[:, start:start + chunk_size],
@@ -608,15 +607,13 @@ class FlamingoLMHead(BaseModule):
                                                     logprobs,
                                                     accumulate=True)
 
-    def _score_packed(self,
-                      ids: torch.Tensor,
-                      mask: torch.Tensor,
-                      prompt_mask: torch.Tensor,
-                      cache,
-                      width: Optional[int] = None) -> torch.Tensor:
+    def _score_packed(self, ids: torch.Tensor, mask: torch.Tensor,
+                      prompt_mask: torch.Tensor, cache,
+                      width: int) -> torch.Tensor:
         """``(B, K)`` summed log-probs of all but the first token of K
         continuations packed after the cached prompt (see :meth:`score`),
-        in a row of at least ``width`` tokens (padding after them).
+        in a row of ``width`` tokens (at least the chunk's; padding after
+        them).
         """
         batch, num, cont_len = ids.shape
         valid = mask.bool()
@@ -630,7 +627,6 @@ class FlamingoLMHead(BaseModule):
         row, owner = row.expand_as(ids)[valid], torch.arange(
             num, device=ids.device)[:, None].expand_as(ids)[valid]
         slot, step = slot[valid], step[valid]
-        width = max(width or 0, int(lengths.sum(-1).max()))
         packed = ids.new_full((batch, width), self.tokens.pad)
         packed[row, slot] = ids[valid]  # (B, K, Lc) -> (B, T)
         owners = ids.new_full((batch, width), -1)
