@@ -36,6 +36,7 @@ score-vs-shots plot to ``WORK_DIR/results.{md,json,png}``.
 tests); its numbers mean nothing.
 """
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -274,6 +275,10 @@ class Recipe:
             config, '--work-dir', work_dir, '--cfg-options',
             *self.options(name)
         ])
+        # the finished Runner is cyclic garbage: collected now, not during
+        # the evaluations, with the training's frame cache (1 GB) and its
+        # loader processes
+        gc.collect()
         if name == 'flamingo':
             with open(osp.join(work_dir, 'last_checkpoint')) as f:
                 last = f.read().strip()
