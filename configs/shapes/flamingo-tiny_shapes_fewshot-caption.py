@@ -18,7 +18,7 @@ captions = dict(
 rices_dataset = dict(**captions, split='train')
 rices_query_dataset = dict(**captions, split='test')
 test_dataloader = dict(
-    batch_size=16,
+    batch_size=48,
     num_workers=0,
     dataset=rices_query_dataset,
     sampler=dict(type='DefaultSampler', shuffle=False))

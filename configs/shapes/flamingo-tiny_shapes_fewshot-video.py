@@ -26,7 +26,7 @@ rices_query_dataset = dict(
     annotation_file='videoqa/val_annotations.json',
     split='val')
 test_dataloader = dict(
-    batch_size=16,
+    batch_size=48,
     num_workers=0,
     dataset=rices_query_dataset,
     sampler=dict(type='DefaultSampler', shuffle=False))

@@ -24,7 +24,7 @@ rices_query_dataset = dict(
     annotation_file='vqa/val_annotations.json',
     split='val')
 test_dataloader = dict(
-    batch_size=16,
+    batch_size=48,
     num_workers=0,
     dataset=rices_query_dataset,
     sampler=dict(type='DefaultSampler', shuffle=False))
