@@ -10,7 +10,8 @@
 _base_ = [
     './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
 ]
-model = dict(task='vqa')
+# the test loop encodes each medium once itself: no token cache (training's)
+model = dict(task='vqa', backbone=dict(cache_size=0))
 vqa = dict(
     type='VQADataset',
     data_root={{_base_.shapes_root}},

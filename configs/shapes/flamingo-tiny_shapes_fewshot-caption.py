@@ -8,8 +8,11 @@
 _base_ = [
     './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
 ]
+# the test loop encodes each medium once itself: no token cache (training's)
 model = dict(
-    task='caption', generation_cfg=dict(num_beams=1, max_new_tokens=32))
+    task='caption',
+    backbone=dict(cache_size=0),
+    generation_cfg=dict(num_beams=1, max_new_tokens=32))
 captions = dict(
     type='KarpathyCaptionDataset',
     data_root={{_base_.shapes_root}},

@@ -9,7 +9,11 @@
 _base_ = [
     './flamingo-tiny_shapes_mixture.py', '../_base_/datasets/shapes_fewshot.py'
 ]
-model = dict(task='vqa', generation_cfg=dict(num_beams=1, max_new_tokens=5))
+# the test loop encodes each medium once itself: no token cache (training's)
+model = dict(
+    task='vqa',
+    backbone=dict(cache_size=0),
+    generation_cfg=dict(num_beams=1, max_new_tokens=5))
 videoqa = dict(
     type='VQADataset',
     data_root={{_base_.shapes_root}},
