@@ -4,6 +4,7 @@ import os
 from typing import Dict, List, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 from transformers import CLIPConfig, CLIPModel
@@ -22,8 +23,14 @@ class ContrastiveImageTextPretrainer(BaseModel):
     The loss is CLIP's symmetric InfoNCE over the batch (each image against
     every caption of the batch and the reverse); the accuracy of retrieving
     each image's own caption among the batch's (``i2t_acc``) is logged with
-    it. :meth:`save_pretrained` writes a directory whose vision tower
-    :class:`HFCLIPVisionEncoder` loads (``pretrained=DIR``).
+    it. Samples may carry hard negative captions (``hard_negatives``, a
+    list of strings, e.g. from :class:`SwapWordNegatives`), as in NegCLIP:
+    each image is then scored against the batch's captions and all its
+    negatives (the image-to-text term; the text-to-image term keeps the true
+    captions only), and ``neg_acc`` logs how often an image scores its own
+    caption above each of its own negatives. :meth:`save_pretrained`
+    writes a directory whose vision tower :class:`HFCLIPVisionEncoder`
+    loads (``pretrained=DIR``).
 
     Each caption is tokenized, truncated to the text tower's
     ``max_position_embeddings`` and ended with the eos token, whose output
@@ -101,7 +108,8 @@ class ContrastiveImageTextPretrainer(BaseModel):
                 per sample (from :class:`FlamingoDataPreprocessor`).
             data_samples (list[DataSample]): Each with its caption in
                 ``text``.
-            mode (str): ``'loss'``: dict of ``loss`` and ``i2t_acc``;
+            mode (str): ``'loss'``: dict of ``loss`` and ``i2t_acc`` (and
+                ``neg_acc`` with hard negatives);
                 ``'tensor'``: the ``(B, B)`` image-to-text logits.
         """
         if mode not in ('loss', 'tensor'):
@@ -112,16 +120,34 @@ class ContrastiveImageTextPretrainer(BaseModel):
             raise ValueError(f'{type(self).__name__} needs one image per '
                              f'sample, (B, 1, 1, C, H, W); got {shape}')
         texts = [sample.text for sample in data_samples]
-        outputs = self.clip(
-            pixel_values=images[:, 0, 0],
-            return_loss=mode == 'loss',
-            **self.tokenize(texts))
-        logits = outputs.logits_per_image  # (B images, B texts)
+        num_images = len(texts)
         if mode == 'tensor':
-            return logits
-        targets = torch.arange(len(texts), device=logits.device)
-        accuracy = (logits.argmax(-1) == targets).float().mean()
-        return dict(loss=outputs.loss, i2t_acc=accuracy)
+            outputs = self.clip(
+                pixel_values=images[:, 0, 0], **self.tokenize(texts))
+            return outputs.logits_per_image  # (B images, B texts)
+        # hard negatives after the true captions, and whose they are
+        owners = []
+        for i, sample in enumerate(data_samples):
+            negatives = list(sample.get('hard_negatives', None) or ())
+            texts.extend(negatives)
+            owners.extend([i] * len(negatives))
+        outputs = self.clip(
+            pixel_values=images[:, 0, 0], **self.tokenize(texts))
+        logits = outputs.logits_per_image  # (B images, B + N texts)
+        targets = torch.arange(num_images, device=logits.device)
+        # CLIP's loss; with negatives, only images score them
+        loss = (F.cross_entropy(logits, targets) +
+                F.cross_entropy(logits[:, :num_images].t(), targets)) / 2
+        accuracy = (logits[:, :num_images].argmax(-1) == targets).float()
+        losses = dict(loss=loss, i2t_acc=accuracy.mean())
+        if owners:
+            owner = torch.tensor(owners, device=logits.device)
+            positive = logits[owner, owner]
+            columns = num_images + torch.arange(
+                len(owners), device=logits.device)
+            negative = logits[owner, columns]
+            losses['neg_acc'] = (positive > negative).float().mean()
+        return losses
 
     def save_pretrained(self, out_dir: str) -> None:
         """Write the ``CLIPModel`` and its tokenizer to ``out_dir``."""

@@ -125,20 +125,42 @@ def test_save_pretrained_loads_as_flamingo_vision_encoder(
     assert osp.isfile(osp.join(out_dir, 'tokenizer.json'))
 
 
-def test_config_trains_and_exports_with_tools_train(shapes_root,
+@pytest.mark.parametrize('config', [
+    'configs/shapes/clip-tiny_shapes_contrastive.py',
+    'configs/shapes/clip-tiny_shapes_contrastive-negclip.py'
+])
+def test_config_trains_and_exports_with_tools_train(config, shapes_root,
                                                     shapes_tokenizer,
                                                     run_train, tmp_path):
     out_dir = str(tmp_path / 'hf')
-    rows = run_train(
-        'configs/shapes/clip-tiny_shapes_contrastive.py', str(tmp_path), [
-            f'train_dataloader.dataset.data_root={shapes_root}',
-            f'model.tokenizer.pretrained={shapes_tokenizer}',
-            f'custom_hooks.0.out_dir={out_dir}', 'train_cfg.max_iters=3',
-            'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False'
-        ])
+    rows = run_train(config, str(tmp_path), [
+        f'train_dataloader.dataset.data_root={shapes_root}',
+        f'model.tokenizer.pretrained={shapes_tokenizer}',
+        f'custom_hooks.0.out_dir={out_dir}', 'train_cfg.max_iters=3',
+        'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False'
+    ])
     assert [row['iter'] for row in rows] == [1, 2, 3]
     assert all(0 <= row['i2t_acc'] <= 1 and row['loss'] > 0 for row in rows)
+    # hard negatives are scored where the config makes them
+    assert all(
+        ('neg_acc' in row) == config.endswith('negclip.py') for row in rows)
     encoder = MODELS.build(
         dict(type='HFCLIPVisionEncoder', pretrained=out_dir))
     assert (encoder.embed_dims, encoder.num_layers) == (128, 4)
+
+
+def test_negclip_config_swaps_the_worlds_words():
+    from mmengine.config import Config
+
+    from mmflamingo.shapes_world.scenes import COLOURS, SHAPES, SIZES
+    root = osp.dirname(
+        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    cfg = Config.fromfile(
+        osp.join(root, 'configs', 'shapes',
+                 'clip-tiny_shapes_contrastive-negclip.py'))
+    swap, = (
+        t for t in cfg.train_dataloader.dataset.pipeline
+        if t.type == 'SwapWordNegatives')
+    groups = [sorted(group) for group in swap.groups]
+    assert groups == [sorted(SHAPES), sorted(COLOURS), sorted(SIZES)]
