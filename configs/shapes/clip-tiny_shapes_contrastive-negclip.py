@@ -14,7 +14,6 @@
 #       configs/shapes/clip-tiny_shapes_contrastive-negclip.py
 _base_ = ['./clip-tiny_shapes_contrastive.py']
 
-image_size = 64
 train_dataloader = dict(
     dataset=dict(pipeline=[
         dict(type='RandomCaption'),
@@ -28,7 +27,7 @@ train_dataloader = dict(
                 ['small', 'large'],
             ]),
         dict(type='LoadMedia'),
-        dict(type='ResizeMedia', size=image_size),
+        dict(type='ResizeMedia', size={{_base_.image_size}}),
         dict(type='PackFlamingoInputs', meta_keys=['hard_negatives']),
     ]))
 custom_hooks = [

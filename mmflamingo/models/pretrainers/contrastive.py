@@ -121,19 +121,19 @@ class ContrastiveImageTextPretrainer(BaseModel):
                              f'sample, (B, 1, 1, C, H, W); got {shape}')
         texts = [sample.text for sample in data_samples]
         num_images = len(texts)
-        if mode == 'tensor':
-            outputs = self.clip(
-                pixel_values=images[:, 0, 0], **self.tokenize(texts))
-            return outputs.logits_per_image  # (B images, B texts)
-        # hard negatives after the true captions, and whose they are
+        # in training, hard negatives after the true captions, and whose
+        # they are
         owners = []
-        for i, sample in enumerate(data_samples):
-            negatives = list(sample.get('hard_negatives', None) or ())
-            texts.extend(negatives)
-            owners.extend([i] * len(negatives))
+        if mode == 'loss':
+            for i, sample in enumerate(data_samples):
+                negatives = list(sample.get('hard_negatives', None) or ())
+                texts.extend(negatives)
+                owners.extend([i] * len(negatives))
         outputs = self.clip(
             pixel_values=images[:, 0, 0], **self.tokenize(texts))
         logits = outputs.logits_per_image  # (B images, B + N texts)
+        if mode == 'tensor':
+            return logits
         targets = torch.arange(num_images, device=logits.device)
         # CLIP's loss; with negatives, only images score them
         loss = (F.cross_entropy(logits, targets) +
