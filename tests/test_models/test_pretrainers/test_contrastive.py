@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 
 from mmflamingo.registry import DATASETS, MODELS
+from mmflamingo.shapes_world.scenes import COLOURS, SHAPES, SIZES
+
+ROOT = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 CLIP_CFG = dict(
     vision_config=dict(
@@ -151,13 +156,8 @@ def test_config_trains_and_exports_with_tools_train(config, shapes_root,
 
 
 def test_negclip_config_swaps_the_worlds_words():
-    from mmengine.config import Config
-
-    from mmflamingo.shapes_world.scenes import COLOURS, SHAPES, SIZES
-    root = osp.dirname(
-        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     cfg = Config.fromfile(
-        osp.join(root, 'configs', 'shapes',
+        osp.join(ROOT, 'configs', 'shapes',
                  'clip-tiny_shapes_contrastive-negclip.py'))
     swap, = (
         t for t in cfg.train_dataloader.dataset.pipeline
