@@ -61,6 +61,28 @@ _INIT_STDS = {'gemma2': 0.2, 'gemma3': 0.2}
 # up to 30x when the cores are shared with other processes.
 torch.set_num_threads(1)
 
+# Whole-workflow modules: tools/train.py and tools/shapes_recipe.py run end
+# to end in subprocesses (ZeRO-1, two processes, kill and resume, shards,
+# every recipe stage); about 60% of the suite's time. Their
+# transformers-facing steps (building, training, saving and loading the LMs)
+# are what the unit tests cover, so .ci/run runs them in the default
+# environment only (``-m "not workflow"`` in the transformers 4.x one).
+WORKFLOW = 'workflow'
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', f'{WORKFLOW}: an end-to-end run of a training or recipe '
+        'tool (minutes); the default environment runs it, .ci/run\'s '
+        'transformers 4.x suite leaves it out')
+
+
+def pytest_collection_modifyitems(config, items):
+    """The workflow tests first (each module kept together): handed out
+    first, the longest tests are spread over the xdist workers instead of
+    leaving one worker alone at the end with the recipe's runs."""
+    items.sort(key=lambda item: item.get_closest_marker(WORKFLOW) is None)
+
 
 def _set_gates(model_or_head, value: float) -> None:
     head = getattr(model_or_head, 'head', model_or_head)

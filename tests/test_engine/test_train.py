@@ -24,6 +24,8 @@ from mmflamingo.datasets import LossWeightedDataset
 from mmflamingo.engine import allow_mmengine_checkpoints
 from mmflamingo.registry import DATASETS, MODELS
 
+pytestmark = pytest.mark.workflow
+
 # the values of one training iteration that must replay exactly on resume
 REPLAYED_KEYS = ('loss', 'interleaved_nll', 'pairs_nll', 'video_nll',
                  'num_tokens', 'grad_norm', 'lr', 'num_truncated',
@@ -397,6 +399,24 @@ def test_merge_batches_mix_datasets_with_their_weights(trainer, tmp_path):
     assert set().union(*names_per_batch) == set(weights)
     assert set(weights) in names_per_batch
     assert all(math.isfinite(row['mixture_nll']) for row in rows)
+
+
+def test_loader_processes_stop_when_training_ends(trainer, tmp_path):
+    import multiprocessing
+
+    def edit(cfg):
+        cfg.train_dataloader.num_workers = 1
+        cfg.train_dataloader.persistent_workers = True
+
+    before = set(multiprocessing.active_children())
+    runner, recorder, _ = _train_in_process(trainer, tmp_path, 2, edit)
+    # the workers did the loading (one per dataset) ...
+    assert len(recorder.batches) == 2
+    assert len(runner.train_loop.dataloaders) == 3
+    assert all(loader.num_workers == 1
+               for loader in runner.train_loop.dataloaders.values())
+    # ... and are gone once train() returns, though the Runner still lives
+    assert set(multiprocessing.active_children()) - before == set()
 
 
 def test_monitor_hook_logs_gates_throughput_and_skipped_samples(

@@ -17,6 +17,8 @@ sys.path.insert(
         'dataset_converters'))
 import jsonl_to_webdataset  # noqa: E402
 
+pytestmark = pytest.mark.workflow
+
 LOSS_WEIGHTS = dict(interleaved=1.0, pairs=0.2, video=0.03)
 # the values of one iteration that a resumed run must replay
 REPLAYED_KEYS = ('loss', 'interleaved_nll', 'pairs_nll', 'video_nll',

@@ -8,9 +8,13 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools', 'shapes_recipe.py')
 TASKS = ('caption', 'vqa', 'binding', 'video')
+
+pytestmark = pytest.mark.workflow
 
 
 def run_recipe(tmp_path, *extra):

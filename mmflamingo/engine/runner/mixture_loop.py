@@ -267,4 +267,24 @@ class MixtureTrainLoop(IterBasedTrainLoop):
                 self.runner.val_loop.run()
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
+        self.stop_workers()
         return self.runner.model
+
+    def stop_workers(self) -> None:
+        """Stop the dataloaders' worker processes: training is over.
+
+        Persistent workers otherwise live as long as the Runner, which is
+        cyclic garbage: when the garbage collector finally reaches it, each
+        loader waits its full join timeout (5 s) for workers that no longer
+        answer (16 s for the recipe's three loaders), where stopping them
+        here takes milliseconds. Loaders without workers are left as they
+        are.
+        """
+        for name, loader in self.dataloaders.items():
+            workers = getattr(self.iterators[name], '_iterator', None)
+            shutdown = getattr(workers, '_shutdown_workers', None)
+            if shutdown is not None:
+                shutdown()
+            # the DataLoader's own reference to its persistent iterator
+            if getattr(loader, '_iterator', None) is workers:
+                loader._iterator = None
