@@ -78,9 +78,15 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The workflow tests first (each module kept together): handed out
-    first, the longest tests are spread over the xdist workers instead of
-    leaving one worker alone at the end with the recipe's runs."""
+    """The workflow tests first (each module kept together).
+
+    xdist's load scheduler hands each worker a first chunk of a quarter of
+    its share (~100 tests): the workflow tests (~700 s) then all start at
+    once on one worker while the other takes everything else on demand,
+    instead of the recipe's two runs (~300 s) starting last, with one worker
+    idle behind them (the suite: 730 s against 847 s before, of which ~40 s
+    are the loaders' faster stop).
+    """
     items.sort(key=lambda item: item.get_closest_marker(WORKFLOW) is None)
 
 
