@@ -274,11 +274,10 @@ class MixtureTrainLoop(IterBasedTrainLoop):
         """Stop the dataloaders' worker processes: training is over.
 
         Persistent workers otherwise live as long as the Runner, which is
-        cyclic garbage: when the garbage collector finally reaches it, each
-        loader waits its full join timeout (5 s) for workers that no longer
-        answer (16 s for the recipe's three loaders), where stopping them
-        here takes milliseconds. Loaders without workers are left as they
-        are.
+        cyclic garbage: finalised by the garbage collector, each loader's
+        iterator waited out its full join timeout (5 s) for its workers
+        (16 s for the recipe's three loaders), where stopping them here
+        takes milliseconds. Loaders without workers are left as they are.
         """
         for name, loader in self.dataloaders.items():
             workers = getattr(self.iterators[name], '_iterator', None)
