@@ -276,8 +276,8 @@ class Recipe:
             *self.options(name)
         ])
         # the finished Runner is cyclic garbage: collected now, not during
-        # the evaluations, with the training's frame cache (1 GB) and its
-        # loader processes
+        # the evaluations, with the training's frame cache (1 GB) (its
+        # loader processes MixtureTrainLoop has stopped already)
         gc.collect()
         if name == 'flamingo':
             with open(osp.join(work_dir, 'last_checkpoint')) as f:

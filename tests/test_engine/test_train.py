@@ -9,6 +9,7 @@ import copy
 import glob
 import json
 import math
+import multiprocessing
 import os.path as osp
 import re
 
@@ -402,7 +403,6 @@ def test_merge_batches_mix_datasets_with_their_weights(trainer, tmp_path):
 
 
 def test_loader_processes_stop_when_training_ends(trainer, tmp_path):
-    import multiprocessing
 
     def edit(cfg):
         cfg.train_dataloader.num_workers = 1
